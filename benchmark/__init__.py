@@ -1,0 +1,1 @@
+"""Benchmark: configuration, the trainer, evaluation, sweeps, tables, reports and the `bench` CLI."""

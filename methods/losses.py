@@ -1,0 +1,54 @@
+"""Loss functions shared by the methods (methods.md 2.2). Each is written once here."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def dice_loss_fg(prob_fg: torch.Tensor, target: torch.Tensor, smooth: float = 1e-5) -> torch.Tensor:
+    """UA-MT Dice: 1 - (2 sum(s g) + e) / (sum s^2 + sum g^2 + e), one Dice over the whole (sub-)batch."""
+    target = target.float()
+    inter = (prob_fg * target).sum()
+    denom = (prob_fg * prob_fg).sum() + (target * target).sum()
+    return 1.0 - (2.0 * inter + smooth) / (denom + smooth)
+
+
+def dice_loss_all_classes(prob: torch.Tensor, target: torch.Tensor, smooth: float = 1e-5) -> torch.Tensor:
+    """SSL4MIS DiceLoss: the squared-denominator Dice per class (background included), averaged over classes."""
+    n_classes = prob.shape[1]
+    onehot = F.one_hot(target.long(), n_classes).movedim(-1, 1).float()
+    losses = [dice_loss_fg(prob[:, c], onehot[:, c], smooth) for c in range(n_classes)]
+    return torch.stack(losses).mean()
+
+
+def ce_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """0.5 (CE + Dice_fg) on 2-class logits (B, 2, ...) and integer targets (B, ...)."""
+    ce = F.cross_entropy(logits, target.long())
+    dice = dice_loss_fg(torch.softmax(logits, dim=1)[:, 1], target)
+    return 0.5 * (ce + dice)
+
+
+def softmax_mse(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor:
+    """Element-wise (softmax(a) - softmax(b))^2, unreduced, shape (B, C, ...)."""
+    return (torch.softmax(logits_a, dim=1) - torch.softmax(logits_b, dim=1)) ** 2
+
+
+def entropy(prob: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Predictive entropy over the class axis, keepdim: (B, C, ...) -> (B, 1, ...)."""
+    return -(prob * torch.log(prob + eps)).sum(dim=1, keepdim=True)
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor, eps: float = 1e-16) -> torch.Tensor:
+    """sum(m d) / (C sum(m)) for d of shape (B, C, ...) and a 1-channel mask: UA-MT's normalisation.
+
+    With C classes this is the mean of d over the certain voxels and the classes.
+    """
+    n_classes = values.shape[1]
+    return (mask * values).sum() / (n_classes * mask.sum() + eps)
+
+
+def weighted_mean(values: torch.Tensor, weights: torch.Tensor, eps: float = 1e-16) -> torch.Tensor:
+    """sum(w d) / sum(w) with `weights` broadcast to `values` (the paper's normalised weighted consistency)."""
+    weights = weights.expand_as(values)
+    return (weights * values).sum() / (weights.sum() + eps)

@@ -1,0 +1,51 @@
+"""Mean Teacher (Tarvainen & Valpola, NeurIPS 2017), as used for LA in SSL4MIS and UA-MT without the mask.
+
+Idea: an EMA teacher sees the unlabeled crops with small input noise; the student is pulled towards the
+teacher's softmax. Loss: 0.5 (CE + Dice_fg) on the labeled half + lambda(t) * mean((p_s - p_t)^2) on the
+unlabeled half, lambda = 0.1 with the ramp-up, EMA decay 0.99.
+
+Deviations from the reference code:
+- BN running buffers are copied to the teacher at each EMA step (the references leave them; their teacher always
+  runs in train mode, so this does not change training).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from sslbench.methods.base import Batch, EMATeacherMixin, Method, MethodContext, teacher_noise
+from sslbench.methods.losses import ce_dice_loss, softmax_mse
+from sslbench.methods.registry import register
+
+
+@dataclass(frozen=True)
+class MTConfig:
+    w: float = 0.1  # consistency weight (SSL4MIS / UA-MT --consistency 0.1)
+    ema_decay: float = 0.99  # UA-MT --ema_decay
+    noise_std: float = 0.1  # teacher input noise N(0, 0.1^2) ...
+    noise_clip: float = 0.2  # ... clipped to +-0.2 (UA-MT)
+
+
+@register("mt", k_inferences=None, family="consistency", paper="Tarvainen & Valpola, NeurIPS 2017")
+class MeanTeacher(EMATeacherMixin, Method):
+    Config = MTConfig
+
+    def __init__(self, cfg: MTConfig, ctx: MethodContext):
+        super().__init__(cfg, ctx)
+        self.student = self.build_vnet()
+        self.init_teacher()
+
+    def train_step(self, batch: Batch, step: int, max_steps: int) -> dict[str, torch.Tensor]:
+        logits_s = self.student(batch.x)
+        with torch.no_grad():
+            logits_t = self.teacher(teacher_noise(batch.x_u, self.cfg.noise_std, self.cfg.noise_clip))
+        loss_sup = ce_dice_loss(logits_s[: batch.n_l], batch.y_l)
+        loss_unsup = softmax_mse(logits_s[batch.n_l :], logits_t).mean()
+        w = self.consistency_weight(self.cfg.w, step, max_steps)
+        return {"loss": loss_sup + w * loss_unsup, "loss_sup": loss_sup, "loss_unsup": loss_unsup,
+                "w_unsup": torch.tensor(w)}
+
+    def on_after_optimizer_step(self, step: int) -> None:
+        self.update_teacher(step, self.cfg.ema_decay)
