@@ -56,17 +56,34 @@ def main():
     import sslbench.methods  # noqa: F401  (registers the built-in methods)
 
 
-data_option = click.option("--data", "data_root", type=str, default=None,
-                           help="LA-layout data folder (default: the built-in synthetic dataset).")
-preset_option = click.option("--preset", type=click.Choice(list(PRESETS)), default="quick", show_default=True,
-                             help="paper = the LA protocol (GPU); quick = CPU proxy; smoke = seconds.")
-set_option = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-                          help="Override a config field, e.g. train.iterations=500 or mt.w=0.2 (repeatable).")
+data_option = click.option(
+    "--data",
+    "data_root",
+    type=str,
+    default=None,
+    help="LA-layout data folder (default: the built-in synthetic dataset).",
+)
+preset_option = click.option(
+    "--preset",
+    type=click.Choice(list(PRESETS)),
+    default="quick",
+    show_default=True,
+    help="paper = the LA protocol (GPU); quick = CPU proxy; smoke = seconds.",
+)
+set_option = click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config field, e.g. train.iterations=500 or mt.w=0.2 (repeatable).",
+)
 
 
 @main.command()
 @click.option("--method", required=True, help="A registered method (see `bench methods`).")
-@click.option("--split", default="8/72", show_default=True, help="N/M: first N train cases labeled, next M not.")
+@click.option(
+    "--split", default="8/72", show_default=True, help="N/M: first N train cases labeled, next M not."
+)
 @click.option("--seed", type=int, default=DEFAULT_SEEDS[0], show_default=True)
 @data_option
 @preset_option
@@ -104,8 +121,10 @@ def eval_cmd(run_dir, data_root, quiet):
     if not (run_dir / "config.json").is_file():
         raise RunFailed(f"{run_dir}: not a run folder (no config.json)")
     m = evaluate_run(run_dir, data_root, progress=not quiet)
-    click.echo(f"Dice {100 * m['dice']:.2f}%  Jaccard {100 * m['jaccard']:.2f}%  HD95 {m['hd95_vox']:.2f} vox  "
-               f"ASD {m['asd_vox']:.2f} vox  ({m['n_cases']} cases, {m['n_empty_pred']} empty predictions)")
+    click.echo(
+        f"Dice {100 * m['dice']:.2f}%  Jaccard {100 * m['jaccard']:.2f}%  HD95 {m['hd95_vox']:.2f} vox  "
+        f"ASD {m['asd_vox']:.2f} vox  ({m['n_cases']} cases, {m['n_empty_pred']} empty predictions)"
+    )
 
 
 @main.command()
@@ -115,19 +134,39 @@ def methods():
 
     for problem in load_plugins():
         click.echo(f"warning: {problem}", err=True)
-    rows = [(m.name, m.k_label, m.family, ", ".join(m.variants) or "-", ", ".join(m.aliases) or "-", m.paper)
-            for m in list_methods()]
+    rows = [
+        (m.name, m.k_label, m.family, ", ".join(m.variants) or "-", ", ".join(m.aliases) or "-", m.paper)
+        for m in list_methods()
+    ]
     header = ("method", "#K", "family", "variants", "aliases", "reference")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, tuple("-" * w for w in widths), *rows]:
         click.echo("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
 
 
-def _add_optional_commands() -> None:
-    """Command groups that live in their own modules."""
-    from sslbench.benchmark.cli_data import data
+# Commands that live in their own modules: (module, attribute).
+_COMMAND_MODULES = [
+    ("cli_data", "data"),
+    ("cli_run", "run"),
+    ("cli_results", "table"),
+    ("cli_results", "report"),
+    ("cli_perf", "perf"),
+    ("cli_dae", "dae"),
+    ("cli_uncertainty", "show_uncertainty"),
+]
 
-    main.add_command(data)
+
+def _add_commands() -> None:
+    import importlib
+
+    for module, attr in _COMMAND_MODULES:
+        try:
+            mod = importlib.import_module(f"sslbench.benchmark.{module}")
+        except ModuleNotFoundError as exc:  # TEMPORARY while the command modules land
+            if exc.name != f"sslbench.benchmark.{module}":
+                raise
+            continue
+        main.add_command(getattr(mod, attr))
 
 
-_add_optional_commands()
+_add_commands()

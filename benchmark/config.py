@@ -150,9 +150,9 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-            if type(None) in args:
-                return None
+        is_none = value is None or (isinstance(value, str) and value.lower() in ("none", "null"))
+        if is_none and type(None) in args:
+            return None
         last: Exception | None = None
         for arg in args:
             if arg is type(None):
@@ -218,7 +218,10 @@ def _validate(cfg: RunConfig) -> None:
         (t.lr > 0, "train.lr must be positive"),
         (t.lr_policy in ("step", "cosine", "poly"), "train.lr_policy must be step, cosine or poly"),
         (t.rampup in ("staircase", "gaussian"), "train.rampup must be staircase or gaussian"),
-        (all(p > 0 and p % 16 == 0 for p in d.patch), f"data.patch {d.patch}: each side must be a multiple of 16"),
+        (
+            all(p > 0 and p % 16 == 0 for p in d.patch),
+            f"data.patch {d.patch}: each side must be a multiple of 16",
+        ),
         (e.stride_xy >= 1 and e.stride_z >= 1, "eval strides must be positive"),
         (e.sw_batch >= 1, "eval.sw_batch must be positive"),
         (e.empty_policy in ("worst", "legacy-zero"), "eval.empty_policy must be worst or legacy-zero"),
@@ -269,8 +272,16 @@ def build_config(
                 f"unknown key '{key}': the section must be data, train, eval or the method name '{info.name}'"
             )
         sections[section] = _apply(sections[section], section, name, value)
-    cfg = RunConfig(info.name, cfg.split, seed, preset, sections["data"], sections["train"], sections["eval"],
-                    sections["method"])
+    cfg = RunConfig(
+        info.name,
+        cfg.split,
+        seed,
+        preset,
+        sections["data"],
+        sections["train"],
+        sections["eval"],
+        sections["method"],
+    )
     _validate(cfg)
     return cfg
 

@@ -90,7 +90,14 @@ def evaluate_cases(
     for vol in tqdm(volumes, desc="eval", leave=False, disable=not progress):
         t0 = time.perf_counter()
         probs = sliding_window_probs(
-            predict, vol.image, patch, eval_cfg.stride_xy, eval_cfg.stride_z, n_classes, eval_cfg.sw_batch, device
+            predict,
+            vol.image,
+            patch,
+            eval_cfg.stride_xy,
+            eval_cfg.stride_z,
+            n_classes,
+            eval_cfg.sw_batch,
+            device,
         )
         pred = probs.argmax(0).astype(np.uint8)
         if eval_cfg.largest_cc:

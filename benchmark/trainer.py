@@ -156,8 +156,9 @@ class Trainer:
     # ---------------------------------------------------------------------------------------------------
     def build_method(self) -> Method:
         cfg = self.cfg
-        resources = RunResources(cfg, self.dataset, self.labeled_ids, self.unlabeled_ids, self.device,
-                                 cache_dir(), self.progress)
+        resources = RunResources(
+            cfg, self.dataset, self.labeled_ids, self.unlabeled_ids, self.device, cache_dir(), self.progress
+        )
         assets = self.info.cls.prepare_assets(cfg.method_cfg, resources)
         self.asset_info = resources.info
         ctx = MethodContext(
@@ -191,10 +192,17 @@ class Trainer:
         record = self.cfg.to_dict()
         record.update(
             run_id=self.cfg.run_id(),
-            method_info={"k_inferences": self.info.k_label, "family": self.info.family, "paper": self.info.paper},
+            method_info={
+                "k_inferences": self.info.k_label,
+                "family": self.info.family,
+                "paper": self.info.paper,
+            },
             dataset=self.dataset.describe(),
-            split_ids={"labeled": self.labeled_ids, "unlabeled": self.unlabeled_ids,
-                       "test": self.dataset.test_ids},
+            split_ids={
+                "labeled": self.labeled_ids,
+                "unlabeled": self.unlabeled_ids,
+                "test": self.dataset.test_ids,
+            },
             code=code_version(),
             environment=environment(self.device),
             assets=getattr(self, "asset_info", {}),
@@ -210,8 +218,9 @@ class Trainer:
         seed_everything(cfg.seed, t.deterministic)
         method = self.build_method()
         self.write_config()
-        optimizer = torch.optim.SGD(method.trainable_parameters(), lr=t.lr, momentum=t.momentum,
-                                    weight_decay=t.weight_decay)
+        optimizer = torch.optim.SGD(
+            method.trainable_parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay
+        )
         extra_opts = method.extra_optimizers()
         start, step_times, wait_times = 0, [], []
         ckpt_path = self.out_dir / "checkpoint.pt"
@@ -228,13 +237,23 @@ class Trainer:
             collate_fn=to_tensors,
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
+            # Its own generator: a DataLoader otherwise draws its base seed from the global torch RNG when the
+            # iterator starts, which would shift dropout/noise draws of a resumed run against an uninterrupted one.
+            generator=torch.Generator().manual_seed(cfg.seed),
         )
-        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16,
-                                  enabled=t.amp and self.device.type == "cuda")
+        autocast = torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=t.amp and self.device.type == "cuda"
+        )
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=t.iterations, initial=start, desc=f"{cfg.method} {cfg.split} s{cfg.seed}",
-                   disable=not self.progress, leave=False, file=sys.stderr)
+        bar = tqdm(
+            total=t.iterations,
+            initial=start,
+            desc=f"{cfg.method} {cfg.split} s{cfg.seed}",
+            disable=not self.progress,
+            leave=False,
+            file=sys.stderr,
+        )
         passes: dict[str, float] = {}
         log = open(self.out_dir / "log.jsonl", "a")  # noqa: SIM115 (kept open for the whole loop)
         try:
@@ -242,8 +261,12 @@ class Trainer:
             for step, arrays in zip(range(start, t.iterations), loader, strict=True):
                 t_step = time.perf_counter()
                 wait_times.append(t_step - t_wait)
-                batch = Batch(arrays["x_l"], arrays["y_l"], arrays["x_u"],
-                              {k[6:]: v for k, v in arrays.items() if k.startswith("extra_")})
+                batch = Batch(
+                    arrays["x_l"],
+                    arrays["y_l"],
+                    arrays["x_u"],
+                    {k[6:]: v for k, v in arrays.items() if k.startswith("extra_")},
+                )
                 batch = batch.to(self.device, non_blocking=True)
                 lr = lr_at(cfg, step)
                 for group in optimizer.param_groups:
@@ -256,7 +279,9 @@ class Trainer:
                         out = method.train_step(batch, step, t.iterations)
                 loss = out["loss"]
                 if not torch.isfinite(loss):
-                    terms = {k: float(v.detach()) for k, v in out.items() if torch.is_tensor(v) and v.numel() == 1}
+                    terms = {
+                        k: float(v.detach()) for k, v in out.items() if torch.is_tensor(v) and v.numel() == 1
+                    }
                     raise RunFailed(f"non-finite loss at step {step}: {terms}")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -270,7 +295,13 @@ class Trainer:
                 bar.update(1)
                 if step % t.log_every == 0 or step == t.iterations - 1:
                     record = {"step": step, "lr": lr}
-                    record.update({k: float(v.detach()) for k, v in out.items() if torch.is_tensor(v) and v.numel() == 1})
+                    record.update(
+                        {
+                            k: float(v.detach())
+                            for k, v in out.items()
+                            if torch.is_tensor(v) and v.numel() == 1
+                        }
+                    )
                     record["sec_per_iter"] = step_times[-1]
                     log.write(json.dumps(record) + "\n")
                     log.flush()
@@ -282,10 +313,14 @@ class Trainer:
             log.close()
             bar.close()
         train_wall = time.perf_counter() - wall0
-        save_torch(self.out_dir / "model.pt", {"method": cfg.method, "run_id": cfg.run_id(),
-                                               "state": method.state_dict()})
+        save_torch(
+            self.out_dir / "model.pt",
+            {"method": cfg.method, "run_id": cfg.run_id(), "state": method.state_dict()},
+        )
         metrics = self.evaluate(method)
-        metrics["cost"] = self._cost(step_times, wait_times, passes, train_wall, metrics, time.perf_counter() - wall0)
+        metrics["cost"] = self._cost(
+            step_times, wait_times, passes, train_wall, metrics, time.perf_counter() - wall0
+        )
         metrics["resumed_from_step"] = start
         write_json(self.out_dir / "metrics.json", metrics)
         ckpt_path.unlink(missing_ok=True)
@@ -294,8 +329,15 @@ class Trainer:
     def evaluate(self, method: Method) -> dict:
         method.eval()
         vols = self.dataset.volumes(self.dataset.test_ids)
-        cases = evaluate_cases(method.predict, vols, tuple(self.cfg.data.patch), self.cfg.eval,
-                               self.dataset.spacing, self.device, progress=self.progress)
+        cases = evaluate_cases(
+            method.predict,
+            vols,
+            tuple(self.cfg.data.patch),
+            self.cfg.eval,
+            self.dataset.spacing,
+            self.device,
+            progress=self.progress,
+        )
         write_text(self.out_dir / "cases.csv", cases.to_csv(index=False))
         return summarize(cases)
 
@@ -319,15 +361,18 @@ class Trainer:
 
     # --- checkpoints -----------------------------------------------------------------------------------
     def _save_checkpoint(self, path: Path, next_step: int, method, optimizer, extra_opts) -> None:
-        save_torch(path, {
-            "run_id": self.cfg.run_id(),
-            "method": self.cfg.method,
-            "next_step": next_step,
-            "method_state": method.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "extra_optimizers": [o.state_dict() for o in extra_opts],
-            "rng": _rng_state(),
-        })
+        save_torch(
+            path,
+            {
+                "run_id": self.cfg.run_id(),
+                "method": self.cfg.method,
+                "next_step": next_step,
+                "method_state": method.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "extra_optimizers": [o.state_dict() for o in extra_opts],
+                "rng": _rng_state(),
+            },
+        )
 
     def _load_checkpoint(self, path: Path, method, optimizer, extra_opts) -> int:
         try:
@@ -352,7 +397,9 @@ class Trainer:
         path = self.out_dir / "log.jsonl"
         if not path.is_file():
             return
-        keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] < next_step]
+        keep = [
+            ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] < next_step
+        ]
         write_text(path, "".join(k + "\n" for k in keep))
 
 
@@ -362,8 +409,15 @@ def prepare_assets(cfg: RunConfig, progress: bool = False) -> dict:
     Sweeps call this once per distinct `Method.asset_key` before the runs that need it.
     """
     trainer = Trainer(cfg, Path("."), progress)
-    resources = RunResources(cfg, trainer.dataset, trainer.labeled_ids, trainer.unlabeled_ids, trainer.device,
-                             cache_dir(), progress)
+    resources = RunResources(
+        cfg,
+        trainer.dataset,
+        trainer.labeled_ids,
+        trainer.unlabeled_ids,
+        trainer.device,
+        cache_dir(),
+        progress,
+    )
     trainer.info.cls.prepare_assets(cfg.method_cfg, resources)
     return resources.info
 
@@ -391,6 +445,8 @@ def evaluate_run(run_dir: Path, data_root: str | None = None, progress: bool = T
     method = trainer.build_method()
     state = torch.load(weights, map_location=trainer.device, weights_only=False)
     if state.get("method") != cfg.method:
-        raise RunFailed(f"{weights}: weights are from method '{state.get('method')}', config says '{cfg.method}'")
+        raise RunFailed(
+            f"{weights}: weights are from method '{state.get('method')}', config says '{cfg.method}'"
+        )
     method.load_state_dict(state["state"])
     return trainer.evaluate(method)

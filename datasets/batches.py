@@ -66,8 +66,9 @@ class TwoStreamBatches:
     def unlabeled_indices(self, step: int) -> list[int]:
         if not self.unlabeled_bs:
             return []
-        return _stream_indices(self.seed, _UNLABELED, len(self.unlabeled), step * self.unlabeled_bs,
-                               self.unlabeled_bs)
+        return _stream_indices(
+            self.seed, _UNLABELED, len(self.unlabeled), step * self.unlabeled_bs, self.unlabeled_bs
+        )
 
     def _augment(self, vol: Volume, step: int, slot: int) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng([self.seed, _AUGMENT, step, slot])
@@ -77,8 +78,10 @@ class TwoStreamBatches:
     def __getitem__(self, step: int) -> dict[str, np.ndarray]:
         crops_l = [self._augment(self.labeled[i], step, s) for s, i in enumerate(self.labeled_indices(step))]
         offset = len(crops_l)
-        crops_u = [self._augment(self.unlabeled[i], step, offset + s)
-                   for s, i in enumerate(self.unlabeled_indices(step))]
+        crops_u = [
+            self._augment(self.unlabeled[i], step, offset + s)
+            for s, i in enumerate(self.unlabeled_indices(step))
+        ]
         x_l = np.stack([c[0] for c in crops_l])[:, None].astype(np.float32)  # (B_l, 1, W, H, D)
         y_l = np.stack([c[1] for c in crops_l]).astype(np.int64)  # (B_l, W, H, D)
         if crops_u:

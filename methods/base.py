@@ -43,7 +43,9 @@ class Batch:
         def move(t: torch.Tensor) -> torch.Tensor:
             return t.to(device, non_blocking=non_blocking)
 
-        return Batch(move(self.x_l), move(self.y_l), move(self.x_u), {k: move(v) for k, v in self.extras.items()})
+        return Batch(
+            move(self.x_l), move(self.y_l), move(self.x_u), {k: move(v) for k, v in self.extras.items()}
+        )
 
 
 @dataclass(frozen=True)

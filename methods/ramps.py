@@ -13,7 +13,9 @@ def sigmoid_rampup(current: float, length: float) -> float:
     return math.exp(-5.0 * (1.0 - t / length) ** 2)
 
 
-def rampup_weight(weight: float, step: int, max_steps: int, kind: str = "staircase", length: int = 40) -> float:
+def rampup_weight(
+    weight: float, step: int, max_steps: int, kind: str = "staircase", length: int = 40
+) -> float:
     """Consistency weight at `step`.
 
     staircase: the references' `w * sigmoid_rampup(step // interval, length)` with interval = max_steps // length

@@ -18,7 +18,9 @@ from sslbench.methods.losses import ce_dice_loss
 from sslbench.methods.registry import register
 
 
-@register("sup", k_inferences=None, family="supervised", paper="Yu et al., MICCAI 2019 (train_LA.py baseline)")
+@register(
+    "sup", k_inferences=None, family="supervised", paper="Yu et al., MICCAI 2019 (train_LA.py baseline)"
+)
 class Supervised(Method):
     Config = NoConfig
     uses_unlabeled = False

@@ -35,7 +35,9 @@ class UAMTConfig:
     noise_clip: float = 0.2
 
 
-def stochastic_mean_prob(net: torch.nn.Module, x: torch.Tensor, k: int, repeats: int, std: float, clip: float):
+def stochastic_mean_prob(
+    net: torch.nn.Module, x: torch.Tensor, k: int, repeats: int, std: float, clip: float
+):
     """Mean softmax of `k` noisy passes of `net` over `x` (B, 1, ...), run as batched passes of `repeats` copies."""
     b = x.shape[0]
     total = None
@@ -69,8 +71,9 @@ class UAMT(EMATeacherMixin, Method):
         logits_s = self.student(batch.x)
         with torch.no_grad():
             logits_t = self.teacher(teacher_noise(batch.x_u, cfg.noise_std, cfg.noise_clip))
-            prob_mean = stochastic_mean_prob(self.teacher, batch.x_u, cfg.K, cfg.repeats, cfg.noise_std,
-                                             cfg.noise_clip)
+            prob_mean = stochastic_mean_prob(
+                self.teacher, batch.x_u, cfg.K, cfg.repeats, cfg.noise_std, cfg.noise_clip
+            )
             uncertainty = entropy(prob_mean)  # (B_u, 1, W, H, D), at most ln 2
             threshold = uamt_threshold(step, max_steps)
             mask = (uncertainty < threshold).float()

@@ -1,0 +1,84 @@
+"""Split parsing, config resolution and the strict --set parser."""
+
+from __future__ import annotations
+
+import pytest
+
+import sslbench.methods  # noqa: F401
+from sslbench.benchmark.config import ConfigError, build_config, config_from_dict, parse_sets
+from sslbench.datasets.splits import Split, parse_split
+
+TRAIN_IDS = [f"case{i:02d}" for i in range(80)]
+
+
+@pytest.mark.parametrize(
+    "text,labeled,unlabeled",
+    [("8/72", 8, 72), ("16/64", 16, 64), ("80/0", 80, 0), ("8/0", 8, 0), (" 4 / 4 ", 4, 4)],
+)
+def test_parse_split(text, labeled, unlabeled):
+    split = parse_split(text)
+    assert (split.n_labeled, split.n_unlabeled) == (labeled, unlabeled)
+    lab, unl = split.resolve(TRAIN_IDS)
+    assert lab == TRAIN_IDS[:labeled]  # the literature's protocol: the first N of train.list
+    assert unl == TRAIN_IDS[labeled : labeled + unlabeled]
+
+
+@pytest.mark.parametrize("text", ["8", "8/", "a/b", "8.5/72", "-8/72", "8/-2", "0/80", "8/72/1", ""])
+def test_bad_split_is_a_clear_error(text):
+    with pytest.raises(ValueError, match="split"):
+        parse_split(text)
+
+
+def test_split_larger_than_train_list():
+    with pytest.raises(ValueError, match="needs 81 training cases but train.list has 80"):
+        Split(9, 72).resolve(TRAIN_IDS)
+
+
+def test_presets_and_method_sections():
+    cfg = build_config("mt", "8/72", 1337, "quick", parse_sets(["mt.w=0.2", "train.iterations=50"]))
+    assert cfg.method_cfg.w == 0.2
+    assert cfg.train.iterations == 50
+    assert cfg.data.patch == (32, 32, 32) and cfg.train.n_filters == 4  # from the quick preset
+    assert build_config("mt", "8/72", 1337, "paper").data.patch == (112, 112, 80)
+
+
+@pytest.mark.parametrize(
+    "sets,message",
+    [
+        (["train.iterationz=3"], "unknown key 'train.iterationz'"),
+        (["train.iterations=abc"], "train.iterations: expected int"),
+        (["data.patch=32,32"], "expected 3 comma-separated"),
+        (["data.patch=30,30,30"], "multiple of 16"),
+        (["mt.nonsense=1"], "unknown key 'method.nonsense'"),
+        (["foo.bar=1"], "unknown key 'foo.bar'"),
+        (["train.amp=maybe"], "expected true or false"),
+        (["train.batch_size=1"], "BatchNorm"),
+    ],
+)
+def test_bad_overrides(sets, message):
+    with pytest.raises(ConfigError, match=message):
+        build_config("mt", "8/72", 1337, "quick", parse_sets(sets))
+
+
+def test_set_without_equals():
+    with pytest.raises(ConfigError, match="expected section.key=value"):
+        parse_sets(["train.iterations"])
+
+
+def test_supervised_split_rules():
+    with pytest.raises(ConfigError, match="supervised"):
+        build_config("sup", "8/72")
+    with pytest.raises(ConfigError, match="no unlabeled cases"):
+        build_config("mt", "8/0")
+
+
+def test_run_id_roundtrip_and_sensitivity():
+    cfg = build_config("uamt", "8/72", 1337, "quick", {"uamt.K": "4"})
+    again = config_from_dict(cfg.to_dict())
+    assert again == cfg and again.run_id() == cfg.run_id()
+    assert build_config("uamt", "8/72", 1338, "quick").run_id() != cfg.run_id()
+    # The device does not change results, so it does not change the run id.
+    assert (
+        build_config("uamt", "8/72", 1337, "quick", {"uamt.K": "4", "train.device": "cpu"}).run_id()
+        == cfg.run_id()
+    )
