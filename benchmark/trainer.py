@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from sslbench.benchmark.config import RunConfig
+from sslbench.benchmark.config import ConfigError, RunConfig
 from sslbench.benchmark.environment import code_version, environment
 from sslbench.benchmark.evaluate import evaluate_cases, summarize
 from sslbench.benchmark.io import read_json, save_torch, write_json, write_text
@@ -151,7 +151,9 @@ class Trainer:
         try:
             self.labeled_ids, self.unlabeled_ids = split.resolve(self.dataset.train_ids)
         except ValueError as exc:
-            raise RunFailed(f"{self.dataset.root}: {exc}") from None
+            raise ConfigError(f"--split {cfg.split} on {self.dataset.root}: {exc}") from None
+        # Read (and validate) every volume the run will touch now, not after hours of training.
+        self.dataset.volumes(self.labeled_ids + self.unlabeled_ids + self.dataset.test_ids)
 
     # ---------------------------------------------------------------------------------------------------
     def build_method(self) -> Method:
@@ -212,22 +214,23 @@ class Trainer:
     # ---------------------------------------------------------------------------------------------------
     def run(self, resume: bool = False) -> dict:
         cfg, t = self.cfg, self.cfg.train
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        (self.out_dir / "metrics.json").unlink(missing_ok=True)
         wall0 = time.perf_counter()
         seed_everything(cfg.seed, t.deterministic)
         method = self.build_method()
-        self.write_config()
         optimizer = torch.optim.SGD(
             method.trainable_parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay
         )
         extra_opts = method.extra_optimizers()
         start, step_times, wait_times = 0, [], []
         ckpt_path = self.out_dir / "checkpoint.pt"
+        # Validate a checkpoint before touching anything in the folder: a refused resume changes nothing.
         if resume and ckpt_path.is_file():
             start = self._load_checkpoint(ckpt_path, method, optimizer, extra_opts)
-        elif not resume:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / "metrics.json").unlink(missing_ok=True)
+        if start == 0:
             (self.out_dir / "log.jsonl").unlink(missing_ok=True)
+        self.write_config()
         method.train()
         loader = DataLoader(
             self.batches(),
