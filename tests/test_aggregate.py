@@ -1,0 +1,351 @@
+"""Aggregation, paper tables, significance and the report, on hand-built results folders (no training).
+
+The commands are invoked through `bench`'s `main` (imported in the CLI tests only, so a broken command module
+elsewhere fails those and not the library tests); importing cli_results before cli would be a circular import.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from sslbench.benchmark.aggregate import collect, load_cases, mean_std, paired_wilcoxon, summarize
+from sslbench.benchmark.config import build_config
+from sslbench.benchmark.tables import (
+    TABLES,
+    build_table,
+    paper_tables,
+    plan_tables,
+    to_csv,
+    to_latex,
+    to_markdown,
+)
+from sslbench.methods.base import Method
+from sslbench.methods.registry import UnknownMethodError, get_method, register, unregister
+
+SEEDS = (1337, 1338, 1339)
+N_CASES = 10
+CASE_OFFSETS = np.linspace(-0.045, 0.045, N_CASES)  # sums to 0: the per-case mean equals the run's Dice
+
+
+@pytest.fixture(scope="module", autouse=True)
+def lrep_method():
+    """The tables need `lrep` in the registry; stand in for it while its module has not landed."""
+    try:
+        get_method("lrep")
+        yield
+        return
+    except UnknownMethodError:
+        pass
+
+    @dataclass(frozen=True)
+    class FakeLrepConfig:
+        beta: float = 1.0
+        lam: float = 0.1
+        variant: str = "l2exp"
+
+    class FakeLrep(Method):
+        Config = FakeLrepConfig
+
+    register(
+        "lrep",
+        k_inferences=1,
+        family="uncertainty",
+        paper="stand-in for tests",
+        variants=("l2exp", "threshold", "entropy"),
+    )(FakeLrep)
+    yield
+    unregister("lrep")
+
+
+def write_run(
+    root: Path,
+    method: str,
+    split: str,
+    seed: int,
+    dice: float = 0.8,
+    hd95: float = 10.0,
+    sets: dict | None = None,
+    status: str = "done",
+    case_shift: np.ndarray | None = None,
+) -> Path:
+    """A run folder as the trainer and the sweep write it, with made-up numbers."""
+    cfg = build_config(method, split, seed, "smoke", sets or {})
+    run_dir = root / cfg.run_name()
+    run_dir.mkdir(parents=True)
+    record = {
+        **cfg.to_dict(),
+        "run_id": cfg.run_id(),
+        "method_info": {"k_inferences": get_method(method).k_label, "family": "x", "paper": "x"},
+        "dataset": {"name": "synthetic-la", "spacing_mm": 0.625, "n_train": 80, "n_test": N_CASES},
+    }
+    if status == "failed":
+        (run_dir / "failed.json").write_text(
+            json.dumps(
+                {
+                    "error": "non-finite loss at step 3",
+                    "traceback": "Traceback ...",
+                    "run_id": cfg.run_id(),
+                    "config": cfg.to_dict(),
+                }
+            )
+        )
+        return run_dir
+    (run_dir / "config.json").write_text(json.dumps(record))
+    if status == "incomplete":
+        return run_dir
+    per_case = dice + CASE_OFFSETS + (0 if case_shift is None else case_shift)
+    cases = pd.DataFrame(
+        {
+            "case": [f"case{i:02d}" for i in range(N_CASES)],
+            "dice": per_case,
+            "jaccard": per_case / (2 - per_case),
+            "hd95_vox": hd95,
+            "asd_vox": hd95 / 4,
+            "hd95_mm": hd95 * 0.625,
+            "asd_mm": hd95 / 4 * 0.625,
+            "empty_pred": False,
+            "empty_label": False,
+            "infer_s": 0.1,
+        }
+    )
+    cases.to_csv(run_dir / "cases.csv", index=False)
+    metrics = {
+        "dice": dice,
+        "jaccard": float(cases["jaccard"].mean()),
+        "hd95_vox": hd95,
+        "asd_vox": hd95 / 4,
+        "hd95_mm": hd95 * 0.625,
+        "asd_mm": hd95 / 4 * 0.625,
+        "n_cases": N_CASES,
+        "n_empty_pred": 0,
+        "eval_s_per_volume": 0.1,
+        "cost": {
+            "sec_per_iter_median": 0.1 * (1 + seed % 3),
+            "sec_per_iter_p90": 0.5,
+            "peak_memory_mb": 500.0,
+            "forward_passes_total": 3.0,
+            "device": "cpu",
+        },
+    }
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    log = [
+        {
+            "step": s,
+            "lr": 0.01,
+            "loss": 1.0 / (s + 1),
+            "loss_sup": 0.8 / (s + 1),
+            "loss_unsup": 0.1,
+            "w_unsup": s / 100,
+        }
+        for s in range(0, 60, 10)
+    ]
+    (run_dir / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Path:
+    """3 seeds of sup 8/0, MT and Ours; UAMT with one failed and one finished seed; an incomplete run; Ours at
+    beta 2 (a Table 4 row). Ours beats MT by 4 Dice points on every case."""
+    root = tmp_path_factory.mktemp("results")
+    for seed, d in zip(SEEDS, (0.70, 0.72, 0.74), strict=True):
+        write_run(root, "sup", "8/0", seed, d, 20.0)
+    for seed, d, h in zip(SEEDS, (0.80, 0.81, 0.85), (14.0, 15.0, 16.0), strict=True):
+        write_run(root, "mt", "8/72", seed, d, h)
+    for seed, d, h in zip(SEEDS, (0.85, 0.86, 0.87), (10.0, 12.0, 17.0), strict=True):
+        write_run(root, "lrep", "8/72", seed, d, h, sets={"lrep.beta": "1", "lrep.lam": "0.1"})
+    for seed, d in zip(SEEDS[:2], (0.83, 0.84), strict=True):
+        write_run(root, "lrep", "8/72", seed, d, 13.0, sets={"lrep.beta": "2"})
+    write_run(root, "uamt", "8/72", SEEDS[0], status="failed")
+    write_run(root, "uamt", "8/72", SEEDS[1], 0.84, 18.0)
+    write_run(root, "uamt", "8/72", SEEDS[2], status="incomplete")
+    return root
+
+
+def _row(summary: pd.DataFrame, method: str, setting: str = "") -> pd.Series:
+    rows = summary[(summary["method"] == method) & (summary["setting"] == setting)]
+    assert len(rows) == 1, summary[["method", "setting"]]
+    return rows.iloc[0]
+
+
+@pytest.mark.parametrize(
+    ("values", "scale", "expected"),
+    [
+        ([0.85, 0.86, 0.87], 100, "86.00±1.00"),  # std = sqrt((1 + 0 + 1) / 2) = 1 (ddof=1)
+        ([10, 12, 17], 1, "13.00±3.61"),  # sqrt((9 + 1 + 16) / 2) = sqrt(13)
+        ([0.84], 100, "84.00 (n=1)"),  # no sample std from one value
+        ([], 1, "—"),
+        ([1.0, float("nan"), 3.0], 1, "2.00±1.41"),  # NaN ignored
+    ],
+)
+def test_mean_std_format(values, scale, expected):
+    assert mean_std(values, scale) == expected
+
+
+def test_collect_lists_every_run_with_its_status(results):
+    runs = collect(results)
+    assert len(runs) == 14
+    assert runs["status"].value_counts().to_dict() == {"done": 12, "failed": 1, "incomplete": 1}
+    failed = runs[runs["status"] == "failed"].iloc[0]
+    assert failed["method"] == "uamt" and failed["seed"] == SEEDS[0]
+    assert "non-finite loss" in failed["error"]
+    assert failed["dataset"] == "synthetic-la"  # filled from its finished sibling
+
+
+def test_summarize_gives_exact_mean_std_and_counts_failures(results):
+    summary = summarize(collect(results))
+    ours = _row(summary, "lrep", "beta=1")
+    assert (ours["dice"], ours["hd95_vox"], ours["n_done"]) == ("86.00±1.00", "13.00±3.61", 3)
+    assert ours["hd95_mm"] == "8.12±2.25"  # x 0.625
+    assert ours["K"] == "1"
+    assert _row(summary, "lrep", "beta=2")["dice"] == "83.50±0.71"
+    mt = _row(summary, "mt")
+    assert mt["dice"] == "82.00±2.65"  # sqrt((4 + 1 + 9) / 2)
+    uamt = _row(summary, "uamt")
+    assert (uamt["dice"], uamt["n_done"], uamt["n_failed"], uamt["n_incomplete"]) == ("84.00 (n=1)", 1, 1, 1)
+    assert "non-finite loss" in uamt["errors"]
+    assert _row(summary, "sup")["K"] == "-"
+    assert list(summary["method"]) == ["sup", "mt", "uamt", "lrep", "lrep"]  # the paper's order
+
+
+def test_wilcoxon_detects_a_method_better_on_every_case():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.7, 0.9, 12)
+    rows = []
+    for seed in SEEDS:
+        for i, b in enumerate(base):
+            rows.append(
+                {"group_key": "ours", "case": i, "seed": seed, "dice": b + 0.03 + rng.uniform(0, 0.01)}
+            )
+            rows.append({"group_key": "base", "case": i, "seed": seed, "dice": b + rng.uniform(0, 0.01)})
+    cases = pd.DataFrame(rows)
+    test = paired_wilcoxon(cases, "ours", "base")
+    assert test["n"] == 12 and test["p"] < 0.05 and test["mean_diff"] > 0.02
+    assert paired_wilcoxon(cases, "ours", "ours")["p"] == 1.0
+    assert np.isnan(paired_wilcoxon(cases, "ours", "missing")["p"])
+
+
+def _table1(results: Path):
+    runs = collect(results)
+    return build_table(TABLES[1], runs, load_cases(runs), planned=3, protocol="Protocol: test.")
+
+
+def test_table_rows_follow_the_paper_and_show_wilcoxon(results):
+    result = _table1(results)
+    assert [r["label"] for r in result.rows] == [r.label for r in TABLES[1].rows]
+    by_label = {r["label"]: r for r in result.rows}
+    ours, mt = by_label["Ours (L2-exp)"], by_label["MT"]
+    assert ours["dice"] == "86.00±1.00" and ours["paper_dice"] == pytest.approx(86.58)
+    assert ours["dice_diff"] == pytest.approx(86.00 - 86.58)
+    assert mt["p_wilcoxon"] < 0.05 and mt["p_cell"].endswith("*")  # Ours is 4 points better on all 10 cases
+    assert by_label["UAMT"]["seeds"] == "1/3 (1 failed, 1 incomplete)"
+    assert by_label["Upper bound"]["note"] == "no runs found"
+    assert by_label["Lower bound"]["dice"] == "72.00±2.00"
+
+
+def test_markdown_has_paper_column_and_difference(results):
+    md = to_markdown(_table1(results))
+    lines = [ln for ln in md.splitlines() if ln.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert "Dice % (paper)" in header and "Δ Dice" in header and "HD95 (paper)" in header
+    ours = next(ln for ln in lines if ln.startswith("| Ours"))
+    assert "86.00±1.00" in ours and "86.58±1.03" in ours and "-0.58" in ours
+    assert all(ln.count("|") == lines[0].count("|") for ln in lines)
+    assert "Protocol: test." in md
+
+
+def test_latex_is_balanced_and_escaped(results):
+    tex = to_latex(_table1(results))
+    assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == 1
+    assert tex.count(r"\begin{table}") == tex.count(r"\end{table}") == 1
+    stripped = re.sub(r"\\[{}]", "", tex)  # escaped braces are text
+    depth = 0
+    for ch in stripped:
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        assert depth >= 0
+    assert depth == 0
+    colspec = re.search(r"\\begin\{tabular\}\{([lcr]+)\}", tex).group(1)
+    body = tex.split(r"\begin{tabular}")[1].split(r"\end{tabular}")[0]
+    rows = [ln for ln in body.splitlines() if ln.rstrip().endswith(r"\\")]
+    assert len(rows) == 1 + len(TABLES[1].rows)
+    for row in rows:
+        assert len(re.findall(r"(?<!\\)&", row)) == len(colspec) - 1
+    assert r"Dice \%" in tex and r"$\pm$" in tex and "±" not in tex and "Δ" not in tex
+    assert not re.search(r"(?<!\\)[%_#]", tex.replace(r"\%", "").replace(r"\_", "").replace(r"\#", ""))
+    assert not re.search(r"(?<!\\)%", tex)  # an unescaped % would comment out the rest of a line
+
+
+def test_csv_has_numbers_and_the_paper(results):
+    frame = pd.read_csv(pd.io.common.StringIO(to_csv(_table1(results))))
+    ours = frame[frame["label"] == "Ours (L2-exp)"].iloc[0]
+    assert ours["dice_mean"] == pytest.approx(86.0) and ours["dice_std"] == pytest.approx(1.0)
+    assert ours["paper_dice"] == pytest.approx(86.58)
+
+
+def test_paper_numbers_ship_with_the_package():
+    paper = paper_tables()
+    assert set(paper["table"]) == {1, 2, 3, 4}
+    assert paper[(paper["table"] == 2) & (paper["method"] == "lrep")]["dice_mean"].iloc[0] == pytest.approx(
+        88.60
+    )
+
+
+def test_shared_rows_are_planned_once(monkeypatch, tmp_path):
+    import sslbench.benchmark.sweep as sweep
+    from sslbench.benchmark.tables import run_tables
+
+    seen = []
+    monkeypatch.setattr(sweep, "run_sweep", lambda configs, out, **kw: seen.extend(configs) or [])
+    run_tables([1, 3, 4], tmp_path, tmp_path / "tables", [1337], "smoke")
+    ids = [c.run_id() for c in seen]
+    assert len(ids) == len(set(ids))
+    ours = build_config("lrep", "8/72", 1337, "smoke", {"lrep.beta": "1", "lrep.lam": "0.1"}).run_id()
+    assert ids.count(ours) == 1  # Table 1's Ours = Table 3's Ours = Table 4's beta 1, lambda 0.1
+    plans = plan_tables([1], [1337], "smoke", {}, None)
+    assert len(plans[0].configs) + len(plans[0].errors) == len(TABLES[1].rows)
+
+
+def test_bench_table_renders_from_finished_runs(results, tmp_path):
+    from sslbench.benchmark.cli import main
+
+    out = tmp_path / "rendered"
+    res = CliRunner().invoke(
+        main, ["table", "1", "--no-run", "--preset", "smoke", "--out", str(results), "--render-dir", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    assert "86.00±1.00" in res.output and "82.00±2.65" in res.output
+    assert {p.name for p in out.iterdir()} == {"table1.md", "table1.tex", "table1.csv"}
+
+
+def test_bench_report_writes_page_and_plots(results, tmp_path):
+    from sslbench.benchmark.cli import main
+
+    out = tmp_path / "report"
+    res = CliRunner().invoke(main, ["report", str(results), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    text = (out / "report.md").read_text()
+    for name in ("distributions", "dice_vs_cost", "training_curves", "sensitivity"):
+        assert (out / "figures" / f"{name}.png").stat().st_size > 10_000
+        assert (out / "figures" / f"{name}.pdf").is_file()
+        assert f"](figures/{name}.png)" in text
+    assert "Skipped: no finished run has model.pt" in text  # the qualitative figure needs weights
+    assert not (out / "figures" / "qualitative.png").exists()
+    assert "uamt_8-72_s1337" in text and "non-finite loss" in text  # the failed run is listed
+    assert "### Table 1" in text and "86.58±1.03" in text and "Wilcoxon" in text
+    assert "No matching runs (run `bench table 2`)" in text
+    assert (out / "tables" / "table1.tex").is_file() and (out / "tables" / "summary.csv").is_file()
+
+
+def test_bench_report_on_an_empty_folder_is_one_clear_error(tmp_path):
+    from sslbench.benchmark.cli import main
+
+    res = CliRunner().invoke(main, ["report", str(tmp_path)])
+    assert res.exit_code != 0 and "no run folders found" in res.output
