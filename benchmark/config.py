@@ -28,7 +28,7 @@ class DataConfig:
     root: str | None = None  # None = the built-in synthetic LA-like dataset (generated once, cached)
     spacing: float | None = None  # mm; None = from the dataset (dataset.json, else the LA convention)
     patch: tuple[int, int, int] = (112, 112, 80)  # training crop = sliding-window patch (UA-MT)
-    num_workers: int = 0  # loader worker processes building batches (0 = in the training process)
+    num_workers: int = -1  # loader processes: -1 = auto (0 on CPU, min(4, cores) on CUDA), 0 = in-process
 
 
 @dataclass(frozen=True)
@@ -50,9 +50,11 @@ class TrainConfig:
     log_every: int = 20
     checkpoint_every: int = 500
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = False  # bf16 autocast on CUDA
+    amp: bool = True  # bf16 autocast on CUDA, training and evaluation (no effect on CPU)
     deterministic: bool = False
     threads: int = 0  # torch intra-op threads (0 = torch's default)
+    channels_last: bool = True  # channels-last 3D memory format for the networks, on CUDA only (speed only)
+    compile: bool = False  # torch.compile each network in place (opt-in: minutes of compilation per run)
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,7 @@ class RunConfig:
     def run_id(self) -> str:
         """A short hash of everything that changes results (not the device, threads or logging cadence)."""
         d = self.to_dict()
-        for key in ("device", "threads", "log_every", "checkpoint_every"):
+        for key in ("device", "threads", "log_every", "checkpoint_every", "channels_last", "compile"):
             d["train"].pop(key, None)
         d["data"].pop("num_workers", None)
         blob = json.dumps(d, sort_keys=True, default=str).encode()
@@ -195,7 +197,13 @@ def _apply(obj: Any, section: str, name: str, value: Any) -> Any:
     names = {f.name for f in fields(obj)}
     if name not in names:
         raise ConfigError(f"unknown key '{section}.{name}' (valid: {', '.join(sorted(names))})")
-    return replace(obj, **{name: _coerce(value, hints[name], f"{section}.{name}")})
+    try:
+        return replace(obj, **{name: _coerce(value, hints[name], f"{section}.{name}")})
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:  # a method config's own validation (__post_init__)
+        message = str(exc) if name in str(exc) else f"{section}.{name}={value!r}: {exc}"
+        raise ConfigError(message) from None
 
 
 def parse_sets(items: typing.Iterable[str]) -> dict[str, str]:
@@ -225,7 +233,7 @@ def _validate(cfg: RunConfig) -> None:
         (e.stride_xy >= 1 and e.stride_z >= 1, "eval strides must be positive"),
         (e.sw_batch >= 1, "eval.sw_batch must be positive"),
         (e.empty_policy in ("worst", "legacy-zero"), "eval.empty_policy must be worst or legacy-zero"),
-        (d.num_workers >= 0, "data.num_workers must be >= 0"),
+        (d.num_workers >= -1, "data.num_workers must be >= 0, or -1 for auto"),
         (t.log_every >= 1 and t.checkpoint_every >= 1, "train.log_every and checkpoint_every must be >= 1"),
     ]
     for ok, message in checks:
@@ -280,7 +288,7 @@ def build_config(
         sections["data"],
         sections["train"],
         sections["eval"],
-        sections["method"],
+        info.cls.resolve_config(sections["method"], parsed_split),
     )
     _validate(cfg)
     return cfg

@@ -136,6 +136,11 @@ class Method(nn.Module):
         return {}
 
     @classmethod
+    def resolve_config(cls, cfg: Any, split: Any) -> Any:
+        """Fill config values that depend on the split (e.g. SASSnet's weight), so config.json records them."""
+        return cfg
+
+    @classmethod
     def asset_key(cls, run_cfg: Any) -> str | None:
         """A key shared by runs that need the same prepared assets (None: nothing to prepare).
 

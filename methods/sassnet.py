@@ -21,6 +21,7 @@ Deviations from the reference code:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -66,6 +67,11 @@ class SASSnet(Method):
         self.student = sdf_net(ctx)
         self.discriminator = FC3DDiscriminator(num_classes=1, ndf=max(1, 4 * ctx.n_filters), n_channel=1)
         self.w = cfg.w if cfg.w is not None else split_weight(ctx.n_labeled)
+
+    @classmethod
+    def resolve_config(cls, cfg: SASSnetConfig, split) -> SASSnetConfig:
+        # Record the weight actually used in config.json, not "None".
+        return cfg if cfg.w is not None else dataclasses.replace(cfg, w=split_weight(split.n_labeled))
 
     def train_step(self, batch: Batch, step: int, max_steps: int) -> dict[str, torch.Tensor]:
         n_l = batch.n_l
