@@ -1,0 +1,282 @@
+"""`bench run`: a sweep of methods x splits x seeds, local (every GPU, or shared CPU cores) or on a Dask cluster.
+
+The command parses options, prints the plan, calls `sweep.run_sweep`, and prints what happened and the
+mean ± sample std of each configuration. Re-running the same command skips finished runs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import click
+import numpy as np
+
+from sslbench.benchmark.cli import (
+    _writable_dir,
+    data_option,
+    default_out,
+    friendly_errors,
+    preset_option,
+    set_option,
+)
+from sslbench.benchmark.config import ConfigError, RunConfig, parse_sets
+from sslbench.benchmark.sweep import (
+    MAX_SEEDS,
+    RunOutcome,
+    default_seeds,
+    expand_grid,
+    is_finished,
+    local_slots,
+    run_sweep,
+    summarize_outcomes,
+)
+
+# Settings that differ between runs without being part of the experiment.
+_NOT_SETTINGS = {
+    "train.device",
+    "train.threads",
+    "train.log_every",
+    "train.checkpoint_every",
+    "train.channels_last",
+    "train.compile",
+    "data.num_workers",
+}
+
+
+def parse_seed_list(text: str) -> list[int]:
+    """'1,2,3' -> [1, 2, 3]; a non-integer, negative or repeated seed is a ConfigError."""
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or any(s < 0 for s in seeds):
+        raise ConfigError(f"--seed-list {text}: expected comma-separated non-negative integers, e.g. 1,2,3")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seed-list {text}: a seed is repeated")
+    if len(seeds) > MAX_SEEDS:
+        raise ConfigError(f"--seed-list: {len(seeds)} seeds; at most {MAX_SEEDS}")
+    return seeds
+
+
+def _flat_settings(cfg: RunConfig) -> dict[str, str]:
+    d = cfg.to_dict()
+    out = {}
+    for section in ("data", "train", "eval", cfg.method):
+        for key, value in (d.get(section) or {}).items():
+            out[f"{section}.{key}"] = json.dumps(value, default=str)
+    return {k: v for k, v in out.items() if k not in _NOT_SETTINGS}
+
+
+def group_keys(configs: list[RunConfig]) -> dict[str, tuple[str, str, str, str]]:
+    """run name -> (method, variant, split, settings): the settings that vary among runs of one method and split
+    (e.g. `lrep.beta=2` in a beta sweep), so such runs form separate rows instead of one average."""
+    groups: dict[tuple[str, str, str], list[RunConfig]] = defaultdict(list)
+    for cfg in configs:
+        groups[(cfg.method, cfg.variant, cfg.split)].append(cfg)
+    keys = {}
+    for (method, variant, split), cfgs in groups.items():
+        flats = [_flat_settings(c) for c in cfgs]
+        varying = sorted({k for f in flats for k in f if len({g.get(k) for g in flats}) > 1})
+        for cfg, flat in zip(cfgs, flats, strict=True):
+            label = ", ".join(f"{k}={flat.get(k, '-')}" for k in varying)
+            keys[cfg.run_name()] = (method, variant or "-", split, label or "-")
+    return keys
+
+
+def format_table(header: tuple[str, ...], rows: list[tuple]) -> str:
+    """A plain left-aligned text table."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+        for r in [header, tuple("-" * w for w in widths), *rows]
+    ]
+    return "\n".join(lines)
+
+
+def _mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
+    vals = [scale * v for v in values if v is not None and np.isfinite(v)]
+    if not vals:
+        return "-"
+    if len(vals) == 1:
+        return f"{vals[0]:.{digits}f}"
+    return f"{np.mean(vals):.{digits}f} ± {np.std(vals, ddof=1):.{digits}f}"  # sample std over seeds
+
+
+def _key_header(show_settings: bool) -> tuple[str, ...]:
+    return ("method", "variant", "split", "settings") if show_settings else ("method", "variant", "split")
+
+
+def _key_cells(key: tuple[str, str, str, str], show_settings: bool) -> tuple[str, ...]:
+    return key if show_settings else key[:3]
+
+
+def plan_table(configs: list[RunConfig], out: Path) -> str:
+    keys = group_keys(configs)
+    rows: dict[tuple, dict] = {}
+    for cfg in configs:
+        row = rows.setdefault(keys[cfg.run_name()], {"seeds": [], "done": 0})
+        row["seeds"].append(cfg.seed)
+        row["done"] += is_finished(cfg, out / cfg.run_name())
+    show = any(k[3] != "-" for k in rows)
+    header = (*_key_header(show), "seeds", "#runs", "done")
+    body = [
+        (*_key_cells(k, show), ",".join(map(str, r["seeds"])), len(r["seeds"]), r["done"])
+        for k, r in rows.items()
+    ]
+    return format_table(header, body)
+
+
+def results_table(outcomes: list[RunOutcome]) -> str:
+    """Mean ± sample std over seeds of each configuration (finished runs), with the failed count."""
+    keys = group_keys([o.cfg for o in outcomes])
+    groups: dict[tuple, list[RunOutcome]] = defaultdict(list)
+    for o in outcomes:
+        groups[keys[o.cfg.run_name()]].append(o)
+    show = any(k[3] != "-" for k in groups)
+    header = (
+        *_key_header(show),
+        "Dice %",
+        "Jaccard %",
+        "HD95 vox",
+        "ASD vox",
+        "sec/iter",
+        "n seeds",
+        "failed",
+    )
+    body = []
+    for key, group in groups.items():
+        ms = [o.metrics for o in group if o.metrics]
+        body.append(
+            (
+                *_key_cells(key, show),
+                _mean_std([m["dice"] for m in ms], 100),
+                _mean_std([m["jaccard"] for m in ms], 100),
+                _mean_std([m["hd95_vox"] for m in ms]),
+                _mean_std([m["asd_vox"] for m in ms]),
+                _mean_std([(m.get("cost") or {}).get("sec_per_iter_median") for m in ms], digits=3),
+                len(ms),
+                sum(o.status == "failed" for o in group),
+            )
+        )
+    return format_table(header, body)
+
+
+def _backend_line(backend: str, scheduler: str | None, jobs: int | None, runs_per_gpu: int) -> str:
+    if backend == "dask":
+        return (
+            f"backend: dask, scheduler {scheduler}"
+            if scheduler
+            else f"backend: dask, local cluster of {jobs or 1}"
+        )
+    devices, threads = local_slots(jobs, runs_per_gpu)
+    where = ", ".join(sorted(set(d for d in devices if d))) or "cpu"
+    per_run = f", {threads} threads per run" if threads else ""
+    return f"backend: local, {len(devices)} worker(s) on {where}{per_run}"
+
+
+@click.command("run")
+@click.option(
+    "--methods",
+    default="all",
+    show_default=True,
+    help="'all' (every semi-supervised method and its variants, plus sup at N/0) or NAME,NAME; "
+    "NAME:VARIANT picks one variant.",
+)
+@click.option(
+    "--split",
+    "splits",
+    multiple=True,
+    default=("8/72",),
+    show_default=True,
+    help="N/M, repeatable. sup runs at N/0; add --split 80/0 for the upper bound.",
+)
+@click.option(
+    "--seeds",
+    "n_seeds",
+    type=int,
+    default=3,
+    show_default=True,
+    help="Number of fixed seeds (1337, 1338, 1339, then 1340...).",
+)
+@click.option("--seed-list", default=None, metavar="S,S,...", help="Explicit seeds instead of --seeds.")
+@data_option
+@preset_option
+@set_option
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Parent folder of the run folders [default: runs/].",
+)
+@click.option(
+    "--jobs",
+    type=int,
+    default=None,
+    help="Parallel runs [default: one per GPU (x --runs-per-gpu), else 1]. CPU cores are shared out.",
+)
+@click.option("--backend", type=click.Choice(["local", "dask"]), default="local", show_default=True)
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="ADDRESS",
+    help="Dask scheduler, e.g. tcp://10.0.0.5:8786 (without it: a local Dask cluster of --jobs).",
+)
+@click.option(
+    "--runs-per-gpu", type=int, default=1, show_default=True, help="Pack several small runs per GPU."
+)
+@click.option("--force", is_flag=True, help="Redo finished runs (their folders are emptied first).")
+@click.option("--quiet", is_flag=True, help="No progress bars: one line per finished run.")
+@click.pass_context
+@friendly_errors
+def run(
+    ctx,
+    methods,
+    splits,
+    n_seeds,
+    seed_list,
+    data_root,
+    preset,
+    sets,
+    out,
+    jobs,
+    backend,
+    scheduler,
+    runs_per_gpu,
+    force,
+    quiet,
+):
+    """Run a sweep: every method x split x seed; finished runs are skipped, failures recorded and reported."""
+    import sslbench.methods  # noqa: F401  (registers the built-in methods when called without `main`)
+
+    if seed_list is not None:
+        if ctx.get_parameter_source("n_seeds") == click.core.ParameterSource.COMMANDLINE:
+            raise ConfigError("use either --seeds or --seed-list, not both")
+        seeds = parse_seed_list(seed_list)
+    else:
+        seeds = default_seeds(n_seeds)
+    if scheduler and backend != "dask":
+        raise ConfigError("--scheduler needs --backend dask")
+    if data_root is not None:
+        data_root = str(Path(data_root).expanduser().resolve())  # the same folder for every worker
+    configs = expand_grid(methods, list(splits), seeds, preset, parse_sets(sets), data_root)
+    out = _writable_dir(out or default_out())
+    click.echo(
+        f"sweep: {len(configs)} runs into {out}  ({_backend_line(backend, scheduler, jobs, runs_per_gpu)})"
+    )
+    click.echo(plan_table(configs, out))
+    outcomes = run_sweep(configs, out, jobs, backend, scheduler, runs_per_gpu, force, progress=not quiet)
+    counts = summarize_outcomes(outcomes)
+    click.echo(
+        f"\n{counts['done']} done, {counts['skipped']} skipped (already finished), {counts['failed']} failed"
+    )
+    for o in outcomes:
+        if o.status == "failed":
+            click.echo(
+                f"  FAILED {o.cfg.method} {o.cfg.split} s{o.cfg.seed}: {o.error}  ({o.run_dir}/failed.json)"
+            )
+    click.echo("\n" + results_table(outcomes))
+    if counts["failed"]:
+        sys.exit(1)
