@@ -1,0 +1,268 @@
+"""Pre-training of the labeling-representation DAE on the labeled masks only (methods.md 3.7.A).
+
+Each step draws `batch_size` labeled masks, augments them as the segmentation branch does (random rot/flip and a
+random crop of the patch), corrupts the crop slice by slice (`corruptions.corrupt`), adds clipped Gaussian noise
+clip(N(0, 0.1^2), +-0.2) to the 1-channel float input, and regresses the one-hot clean crop with sigmoid outputs.
+
+Loss: "mse" (the paper): the voxel mean of the squared L2 norm over classes, (1/WHD) sum_v ||sigmoid(f(y~))_v -
+y_v||^2; "mse+dice" (the authors' code): 0.5 (element-mean MSE + foreground squared-denominator Dice).
+Optimiser: SGD lr 0.1, momentum 0.9, lr halved every `halve_every` steps (the paper: every 5000). The paper does
+not give the number of DAE iterations; `iterations` is resolved by the caller (lrep scales it with the run).
+
+Reconstruction report: there is no validation split in the LA protocol and only labeled masks may be used, so the
+DAE is measured on fresh random crops + corruptions of its own training masks, drawn from a separate random stream
+(unseen corruptions of seen shapes, an optimistic estimate), and, when `holdout` > 0, by a separate probe DAE
+trained on all but the last `holdout` labeled masks and measured on those (unseen shapes; costs a second
+training; the returned DAE is always the one trained on all N masks). Unlabeled and test labels are never used.
+
+Batches are a pure function of (seed, step), as in `datasets.batches`, so loader workers may build them in any
+order. The global torch RNG is forked: training a DAE (or loading it from a cache instead) never changes the
+random stream the caller's networks are initialised from.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from sslbench.datasets.transforms import random_crop, random_rot_flip
+from sslbench.methods.corruptions import CorruptionConfig, corrupt
+from sslbench.methods.losses import dice_loss_fg
+from sslbench.methods.networks.dae import LabelDAE
+
+_TRAIN_STREAM, _EVAL_STREAM, _ORDER_STREAM = 0xDAE0, 0xDAE1, 0xDAE2
+LOSSES = ("mse", "mse+dice")
+
+
+class DAETrainingError(RuntimeError):
+    """DAE pre-training cannot run or diverged; the message names the cause and the option to change."""
+
+
+@dataclass(frozen=True)
+class DAEConfig:
+    iterations: int = 20000  # not stated in the paper (the authors' FLARE code: 50k); resolved by the caller
+    batch_size: int = 4  # paper section 3: batch 4 in both networks
+    lr: float = 0.1  # paper section 3
+    momentum: float = 0.9  # paper section 3
+    weight_decay: float = 1e-4  # authors' train_DAE.py (the paper does not say)
+    halve_every: int = 5000  # paper: "decaying the lr by 2 for every 5000 iterations"
+    loss: str = "mse"  # paper: MSE; "mse+dice" = the authors' code 0.5 (MSE + Dice_fg)
+    latent_dim: int = 512  # authors' scripts --emb_dim 512 (the paper: "d-dimensional")
+    init: str = "pytorch"  # not in the paper; "authors" = their uniform init (slow start, see LabelDAE)
+    input_noise_std: float = 0.1  # authors' train_DAE.py: clip(N(0, 0.1^2), +-0.2) on the corrupted input
+    input_noise_clip: float = 0.2
+    corruption: CorruptionConfig = field(default_factory=CorruptionConfig)
+    holdout: int = 0  # labeled masks held out for an extra probe DAE measuring unseen shapes (0 = no probe)
+    eval_samples: int = 16  # corrupted crops for the reconstruction report
+
+    def to_key(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def one_hot(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """(B, W, H, D) int -> (B, C, W, H, D) float."""
+    return F.one_hot(labels.long(), n_classes).movedim(-1, 1).float()
+
+
+def dae_loss(logits: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    """The DAE objective on C logits and integer targets (see the module docstring)."""
+    prob = torch.sigmoid(logits)
+    onehot = one_hot(target, logits.shape[1])
+    if kind == "mse":
+        return ((prob - onehot) ** 2).sum(dim=1).mean()
+    if kind == "mse+dice":
+        return 0.5 * (F.mse_loss(prob, onehot) + dice_loss_fg(prob[:, 1], target))
+    raise ValueError(f"DAE loss '{kind}': expected one of {LOSSES}")
+
+
+def mask_order(seed: int, n: int, step: int, batch_size: int) -> list[int]:
+    """Masks of step `step`: consecutive positions of an endless chain of per-epoch permutations of range(n)."""
+    out = []
+    for pos in range(step * batch_size, (step + 1) * batch_size):
+        epoch, offset = divmod(pos, n)
+        out.append(int(np.random.default_rng([seed, _ORDER_STREAM, epoch]).permutation(n)[offset]))
+    return out
+
+
+def corrupted_crop(
+    mask: np.ndarray, patch: tuple[int, int, int], rng: np.random.Generator, cfg: CorruptionConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """(corrupted, clean) crops of one mask: rot/flip, random crop (the segmentation branch's), corruption."""
+    _, label = random_rot_flip(mask, mask, rng)
+    _, clean = random_crop(label, label, patch, rng)
+    clean = np.ascontiguousarray(clean)
+    return corrupt(clean, rng, cfg), clean
+
+
+@dataclass
+class DAEBatches:
+    """Map-style dataset: item `step` is the (corrupted, clean) numpy batch of that step."""
+
+    masks: list[np.ndarray]
+    patch: tuple[int, int, int]
+    cfg: DAEConfig
+    seed: int
+    stream: int = _TRAIN_STREAM
+
+    def __len__(self) -> int:
+        return self.cfg.iterations
+
+    def __getitem__(self, step: int) -> dict[str, np.ndarray]:
+        pairs = []
+        for slot, i in enumerate(mask_order(self.seed, len(self.masks), step, self.cfg.batch_size)):
+            rng = np.random.default_rng([self.seed, self.stream, step, slot])
+            pairs.append(corrupted_crop(self.masks[i], self.patch, rng, self.cfg.corruption))
+        corrupted = np.stack([p[0] for p in pairs])[:, None].astype(np.float32)  # (B, 1, W, H, D)
+        clean = np.stack([p[1] for p in pairs]).astype(np.int64)  # (B, W, H, D)
+        return {"corrupted": corrupted, "clean": clean}
+
+
+def _collate(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(v) for k, v in batch.items()}
+
+
+def dice_score(pred: np.ndarray, target: np.ndarray) -> float:
+    """Foreground Dice of two label arrays pooled over everything given (1.0 when both are empty)."""
+    p, t = pred > 0, target > 0
+    denom = p.sum() + t.sum()
+    return 1.0 if denom == 0 else float(2.0 * (p & t).sum() / denom)
+
+
+@torch.no_grad()
+def reconstruction_dice(
+    model: LabelDAE,
+    masks: list[np.ndarray],
+    patch: tuple[int, int, int],
+    cfg: DAEConfig,
+    seed: int,
+    device: torch.device,
+) -> dict[str, float]:
+    """Dice vs the clean crop of (a) the corrupted input and (b) the DAE's argmax output, on fresh crops."""
+    data = DAEBatches(
+        masks, patch, replace(cfg, batch_size=1, iterations=cfg.eval_samples), seed, _EVAL_STREAM
+    )
+    model.eval()
+    corrupted, clean, recon = [], [], []
+    for step in range(cfg.eval_samples):
+        item = data[step]
+        logits = model(torch.from_numpy(item["corrupted"]).to(device))
+        recon.append(torch.sigmoid(logits).argmax(1).cpu().numpy())
+        corrupted.append(item["corrupted"][:, 0])
+        clean.append(item["clean"])
+    corrupted, clean, recon = np.stack(corrupted), np.stack(clean), np.stack(recon)
+    return {
+        "dice_corrupted_vs_clean": dice_score(corrupted, clean),
+        "dice_dae_vs_clean": dice_score(recon, clean),
+    }
+
+
+def _fit(
+    masks: list[np.ndarray],
+    cfg: DAEConfig,
+    patch: tuple[int, int, int],
+    n_filters: int,
+    device: torch.device,
+    seed: int,
+    progress: bool,
+    num_workers: int,
+    desc: str,
+) -> tuple[LabelDAE, list]:
+    """Train one DAE; returns it with its loss curve (the mean loss of each tenth of the iterations)."""
+    model = LabelDAE(patch, 2, n_filters, cfg.latent_dim, init=cfg.init).to(device)
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    loader = DataLoader(
+        DAEBatches(masks, patch, cfg, seed),
+        batch_size=None,
+        sampler=range(cfg.iterations),
+        num_workers=num_workers,
+        collate_fn=_collate,
+        pin_memory=device.type == "cuda",
+    )
+    from tqdm.auto import tqdm
+
+    chunk = max(1, cfg.iterations // 10)
+    sums: list[float] = []
+    for step, batch in enumerate(
+        tqdm(loader, total=cfg.iterations, desc=desc, disable=not progress, leave=False)
+    ):
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * 0.5 ** (step // cfg.halve_every)
+        x = batch["corrupted"].to(device, non_blocking=True)
+        noise = torch.clamp(
+            torch.randn_like(x) * cfg.input_noise_std, -cfg.input_noise_clip, cfg.input_noise_clip
+        )
+        loss = dae_loss(model(x + noise), batch["clean"].to(device, non_blocking=True), cfg.loss)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise DAETrainingError(f"DAE loss is {value} at step {step}; lower the DAE lr (lrep.dae_lr)")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step // chunk >= len(sums):
+            sums.append(0.0)
+        sums[-1] += value
+    counts = [min(chunk, cfg.iterations - i * chunk) for i in range(len(sums))]
+    return model, [round(total / n, 5) for total, n in zip(sums, counts, strict=True)]
+
+
+def train_dae(
+    masks: list[np.ndarray],
+    cfg: DAEConfig,
+    patch: tuple[int, int, int],
+    n_filters: int,
+    device: torch.device | str,
+    seed: int,
+    progress: bool = False,
+    num_workers: int = 0,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Train the DAE on `masks` (the labeled masks, (W, H, D) 0/1 arrays) and measure its reconstructions.
+
+    Returns the CPU state dict of the DAE trained on all masks and a JSON-friendly report.
+    """
+    if not masks:
+        raise DAETrainingError("DAE pre-training needs at least one labeled mask")
+    if cfg.loss not in LOSSES:
+        raise DAETrainingError(f"DAE loss '{cfg.loss}': expected one of {', '.join(LOSSES)}")
+    if cfg.iterations < 1 or cfg.halve_every < 1:
+        raise DAETrainingError("DAE iterations and halve_every must be at least 1")
+    if cfg.holdout and cfg.holdout >= len(masks):
+        raise DAETrainingError(
+            f"DAE holdout {cfg.holdout}: needs more labeled masks than that ({len(masks)} given)"
+        )
+    device = torch.device(device)
+    patch = tuple(int(p) for p in patch)
+    devices = [device] if device.type == "cuda" else []
+    report: dict[str, Any] = {
+        "n_masks": len(masks),
+        "iterations": cfg.iterations,
+        "halve_every": cfg.halve_every,
+        "loss": cfg.loss,
+        "eval_samples": cfg.eval_samples,
+    }
+    t0 = time.perf_counter()
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        model, curve = _fit(masks, cfg, patch, n_filters, device, seed, progress, num_workers, "DAE")
+        report["train_s"] = time.perf_counter() - t0
+        report["final_loss"] = curve[-1]  # the mean over the last tenth of the iterations
+        report["loss_curve"] = curve
+        report["n_params"] = sum(p.numel() for p in model.parameters())
+        report.update(reconstruction_dice(model, masks, patch, cfg, seed, device))
+        if cfg.holdout:
+            seen, unseen = masks[: -cfg.holdout], masks[-cfg.holdout :]
+            probe, _ = _fit(seen, cfg, patch, n_filters, device, seed, progress, num_workers, "DAE probe")
+            held = reconstruction_dice(probe, unseen, patch, cfg, seed, device)
+            report.update({f"holdout_{k}": v for k, v in held.items()}, holdout_n=cfg.holdout)
+    report["total_s"] = time.perf_counter() - t0
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if not all(math.isfinite(float(v.float().abs().max())) for v in state.values() if v.numel()):
+        raise DAETrainingError("DAE weights are not finite; lower the DAE lr (lrep.dae_lr)")
+    return state, report

@@ -1,0 +1,311 @@
+"""lrep: the DAE sees labeled masks only and is cached; the uncertainty and its variants; end to end; the CLIs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+import sslbench.methods  # noqa: F401  (registers the built-in methods)
+from sslbench.benchmark.config import build_config
+from sslbench.benchmark.trainer import RunResources, Trainer, train_run
+from sslbench.methods import lrep as lrep_mod
+from sslbench.methods.base import Batch, MethodContext
+from sslbench.methods.lrep import LabelingRepresentation, LRepConfig, uncertainty_map, weighted_consistency
+from sslbench.methods.networks.dae import LabelDAE
+
+PATCH = (16, 16, 16)
+DAE_STEPS = {"lrep.dae_iterations": 3}
+
+
+def resources(cfg, cache_dir) -> RunResources:
+    """The trainer's own resources for `cfg`, with a private cache folder."""
+    return dataclasses.replace(Trainer(cfg, cache_dir, progress=False).resources(), cache_dir=cache_dir)
+
+
+@pytest.fixture
+def spy_train_dae(monkeypatch):
+    """Records the masks every DAE training receives, then trains for real."""
+    calls: list[list[np.ndarray]] = []
+    real = lrep_mod.train_dae
+
+    def spy(masks, *args, **kwargs):
+        calls.append(list(masks))
+        return real(masks, *args, **kwargs)
+
+    monkeypatch.setattr(lrep_mod, "train_dae", spy)
+    return calls
+
+
+def test_dae_is_trained_on_labeled_masks_only_and_cached(tiny_data, tmp_path, spy_train_dae, monkeypatch):
+    cfg = build_config("lrep", "3/5", 11, "smoke", DAE_STEPS, str(tiny_data))
+    run = resources(cfg, tmp_path)
+    ds = run.dataset
+    requested: list[str] = []
+    real_volume = ds.volume
+    monkeypatch.setattr(ds, "volume", lambda case_id: requested.append(case_id) or real_volume(case_id))
+
+    rng_before = torch.get_rng_state()
+    assets = LabelingRepresentation.prepare_assets(cfg.method_cfg, run)
+    # Training the DAE (vs loading it) must not move the global RNG the student is then initialised from.
+    assert torch.equal(torch.get_rng_state(), rng_before)
+
+    assert len(spy_train_dae) == 1
+    assert set(requested) == set(run.labeled_ids) == set(ds.train_ids[:3])
+    seen = spy_train_dae[0]
+    assert len(seen) == 3 and all(
+        m is real_volume(i).label for m, i in zip(seen, run.labeled_ids, strict=True)
+    )
+    for other in run.unlabeled_ids + ds.test_ids:  # never an unlabeled or a test label
+        assert not any(m is real_volume(other).label for m in seen)
+    info = run.info["dae"]
+    assert info["built_now"] and info["key"]["labeled_ids"] == run.labeled_ids
+    assert {"dice_corrupted_vs_clean", "dice_dae_vs_clean", "train_s"} <= set(info["report"])
+    assert 0.0 <= info["report"]["dice_dae_vs_clean"] <= 1.0
+
+    # Second time: a cache hit, no training, the same weights.
+    again = resources(cfg, tmp_path)
+    assets2 = LabelingRepresentation.prepare_assets(cfg.method_cfg, again)
+    assert len(spy_train_dae) == 1 and not again.info["dae"]["built_now"]
+    assert all(torch.equal(assets["dae"][k], assets2["dae"][k]) for k in assets["dae"])
+
+    # Another seed is another DAE.
+    other_seed = build_config("lrep", "3/5", 12, "smoke", DAE_STEPS, str(tiny_data))
+    LabelingRepresentation.prepare_assets(other_seed.method_cfg, resources(other_seed, tmp_path))
+    assert len(spy_train_dae) == 2
+
+
+def test_asset_key_identifies_the_dae(tiny_data):
+    def key(split="3/5", seed=1, **sets):
+        return LabelingRepresentation.asset_key(
+            build_config("lrep", split, seed, "smoke", sets, str(tiny_data))
+        )
+
+    assert key() == key("3/4")  # same labeled masks: same DAE, whatever the unlabeled part
+    assert key() == key(**{"lrep.beta": 2.0, "lrep.lam": 0.5})  # segmentation settings do not change the DAE
+    assert len({key(), key("4/5"), key(seed=2), key(**{"lrep.dae_loss": "mse+dice"}), key(**DAE_STEPS)}) == 5
+
+
+def test_dae_iterations_scale_with_the_preset():
+    quick = build_config("lrep", "8/72", 1, "quick")
+    paper = build_config("lrep", "8/72", 1, "paper")
+    q = lrep_mod.dae_config(quick.method_cfg, quick)
+    p = lrep_mod.dae_config(paper.method_cfg, paper)
+    assert q.iterations == 2 * quick.train.iterations and q.halve_every == round(q.iterations / 4)
+    assert (p.iterations, p.halve_every) == (20000, 5000)  # the paper's halving every 5000
+    assert paper.train.lr == 0.1 and paper.train.lr_policy == "cosine" and paper.train.rampup == "gaussian"
+    fixed = build_config("lrep", "8/72", 1, "quick", {"lrep.dae_iterations": 1000})
+    assert lrep_mod.dae_config(fixed.method_cfg, fixed).halve_every == 250
+    own = build_config("lrep", "8/72", 1, "quick", {"lrep.dae_halve_every": 100})
+    assert lrep_mod.dae_config(own.method_cfg, own).halve_every == 100
+    # Corruption sizes are LA voxels scaled to the data's spacing: unchanged on LA, halved on la-half.
+    assert lrep_mod.dae_config(paper.method_cfg, paper, 0.625).corruption.swap_radius == (3, 8)
+    half = lrep_mod.dae_config(paper.method_cfg, paper, 1.25).corruption
+    assert half.swap_radius == (2, 4) and half.morph_radius == (1, 2) and half.shape_max_size == 8
+
+
+def test_bad_option_values_are_rejected():
+    with pytest.raises(ValueError, match="lrep.variant"):
+        LRepConfig(variant="nope")
+    with pytest.raises(ValueError, match="lrep.normalisation"):
+        LRepConfig(normalisation="both")
+
+
+def test_uncertainty_is_zero_where_the_dae_agrees_with_the_prediction():
+    g = torch.Generator().manual_seed(0)
+    prob_t = torch.softmax(torch.randn(2, 2, 4, 4, 4, generator=g), dim=1)
+    prob_hat = prob_t.clone()
+    prob_hat[:, :, :2] = torch.rand(2, 2, 2, 4, 4, generator=g)  # the DAE disagrees in the first half only
+    for reduce in ("sum", "per-class"):
+        cfg = LRepConfig(uncertainty_reduce=reduce)
+        u = uncertainty_map(prob_t, prob_hat, cfg)
+        assert u.shape[1] == (1 if reduce == "sum" else 2)
+        assert torch.all(u[:, :, 2:] == 0) and torch.all(u[:, :, :2].sum(1) > 0)
+        assert torch.all(torch.exp(-u[:, :, 2:]) == 1)  # full weight where the DAE agrees
+    # The paper's norm over classes: U = sum_c (p_hat_c - p_t,c)^2.
+    expected = ((prob_hat - prob_t) ** 2).sum(1, keepdim=True)
+    assert torch.allclose(uncertainty_map(prob_t, prob_hat, LRepConfig()), expected)
+    # Entropy variant: the entropy of the DAE output, whatever the teacher says.
+    half = torch.full_like(prob_hat, 0.5)
+    assert torch.allclose(
+        uncertainty_map(prob_t, half, LRepConfig(variant="entropy")),
+        torch.full((2, 1, 4, 4, 4), 2 * 0.5 * np.log(2), dtype=torch.float32),
+        atol=1e-5,
+    )
+
+
+def test_consistency_normalisations():
+    d = torch.rand(2, 2, 4, 4, 4)
+    ones = torch.ones(2, 1, 4, 4, 4)
+    assert torch.allclose(
+        weighted_consistency(d, ones, LRepConfig()), d.sum(1).mean()
+    )  # paper: mean of ||d||^2
+    code = LRepConfig(normalisation="code")
+    assert torch.allclose(weighted_consistency(d, ones, code), d.mean())  # sum(m d) / (2 sum m), 1-channel m
+    # The authors' code as a whole (per-class m, its normalisation): half the mean, 4x below the paper's form.
+    assert torch.allclose(weighted_consistency(d, torch.ones_like(d), code), d.mean() / 2)
+    assert torch.allclose(weighted_consistency(d, torch.ones_like(d), LRepConfig()), d.sum(1).mean())
+    assert torch.allclose(weighted_consistency(d, ones, LRepConfig(variant="threshold")), d.mean())  # UA-MT
+    # Zero-weight voxels do not count, in numerator or denominator.
+    m = torch.zeros_like(ones)
+    m[:, :, :2] = 1
+    assert torch.allclose(weighted_consistency(d, m, LRepConfig()), d[:, :, :2].sum(1).mean())
+
+
+def tiny_method(variant: str = "l2exp", **fields) -> LabelingRepresentation:
+    cfg = LRepConfig(variant=variant, **fields)
+    torch.manual_seed(0)
+    dae_state = LabelDAE(PATCH, 2, 2, cfg.dae_latent_dim).state_dict()
+    ctx = MethodContext(
+        n_filters=2, patch=PATCH, n_labeled=2, n_unlabeled=2, rampup="gaussian", assets={"dae": dae_state}
+    )
+    return LabelingRepresentation(cfg, ctx)
+
+
+def tiny_batch() -> Batch:
+    g = torch.Generator().manual_seed(0)
+    y_l = torch.zeros(2, *PATCH, dtype=torch.long)
+    y_l[:, 4:12, 4:12, 4:12] = 1
+    return Batch(
+        torch.randn(2, 1, *PATCH, generator=g) + 2.0 * y_l[:, None],
+        y_l,
+        torch.randn(2, 1, *PATCH, generator=g),
+    )
+
+
+@pytest.mark.parametrize(
+    "variant,extra",
+    [
+        ("l2exp", {}),
+        ("threshold", {}),
+        ("entropy", {}),
+        (
+            "l2exp",
+            {
+                "dae_input": "prob",
+                "uncertainty_reduce": "per-class",
+                "normalisation": "code",
+                "dae_latent_noise": 0.1,
+            },
+        ),
+    ],
+)
+def test_variants_give_finite_losses_with_gradient_into_the_student_only(variant, extra):
+    method = tiny_method(variant, **extra)
+    method.train()
+    assert not method.dae.training  # the frozen DAE stays in eval mode when the method trains
+    assert method.teacher.training
+    trainable = {id(p) for p in method.trainable_parameters()}
+    assert not any(id(p) in trainable for p in method.dae.parameters())
+    assert not any(p.requires_grad for p in method.dae.parameters())
+    running_mean = method.dae.encoder.stage1[1].running_mean.clone()
+
+    out = method.train_step(tiny_batch(), 9, 10)
+
+    for key in ("loss", "loss_sup", "loss_unsup", "w_unsup", "u_mean", "weight_mean"):
+        assert torch.isfinite(out[key]), key
+    assert 0 < float(out["weight_mean"]) <= 1
+    out["loss_unsup"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in method.student.parameters())
+    assert all(p.grad is None for p in method.teacher.parameters())
+    assert all(p.grad is None for p in method.dae.parameters())
+    assert torch.equal(method.dae.encoder.stage1[1].running_mean, running_mean)  # BN stats untouched
+    if variant == "threshold":
+        assert 0 <= float(out["certain_frac"]) <= 1
+
+
+def test_dae_weights_stay_out_of_the_state_dict():
+    method = tiny_method()
+    state = method.state_dict()
+    assert state and not any(k.startswith("dae.") for k in state)
+    other = tiny_method()
+    with torch.no_grad():
+        for p in other.student.parameters():
+            p.add_(1.0)
+    other.load_state_dict(state)  # strict: the DAE keys come from the loaded asset
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(other.student.parameters(), method.student.parameters(), strict=True)
+    )
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tiny_data, tmp_path_factory):
+    cfg = build_config("lrep", "3/5", 5, "smoke", DAE_STEPS, str(tiny_data))
+    run_dir = tmp_path_factory.mktemp("lrep-run") / cfg.run_name()
+    metrics = train_run(cfg, run_dir, progress=False)
+    return cfg, run_dir, metrics
+
+
+def test_smoke_train_run_end_to_end(smoke_run):
+    cfg, run_dir, metrics = smoke_run
+    assert (run_dir / "metrics.json").is_file() and 0.0 <= metrics["dice"] <= 1.0
+    record = json.loads((run_dir / "config.json").read_text())
+    assert record["lrep"]["beta"] == 1.0 and record["train"]["lr_policy"] == "cosine"
+    dae_info = record["assets"]["dae"]
+    assert dae_info["key"]["labeled_ids"] == record["split_ids"]["labeled"]
+    assert "dice_dae_vs_clean" in dae_info["report"]
+    assert metrics["cost"]["forward_passes"] == {"student": 1.0, "teacher": 1.0, "dae": 1.0}
+    logged = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(r["u_mean"]) and 0 < r["weight_mean"] <= 1 for r in logged)
+    state = torch.load(run_dir / "model.pt", weights_only=False)["state"]
+    assert not any(k.startswith("dae.") for k in state)
+
+
+def test_cli_dae_train_trains_then_loads_from_cache(tiny_data):
+    from sslbench.benchmark.cli import main  # the real command line (cli.py registers the `dae` group)
+
+    args = [
+        "dae",
+        "train",
+        "--split",
+        "2/3",
+        "--seed",
+        "3",
+        "--data",
+        str(tiny_data),
+        "--preset",
+        "smoke",
+        "--quiet",
+        "--set",
+        "lrep.dae_iterations=2",
+    ]
+    runner = CliRunner()
+    first = runner.invoke(main, args)
+    assert first.exit_code == 0, first.output
+    assert "trained now" in first.output and "reconstruction Dice" in first.output
+    second = runner.invoke(main, args)
+    assert second.exit_code == 0 and "loaded from cache" in second.output
+    bad = runner.invoke(main, [*args[:-1], "lrep.dae_loss=l1"])
+    assert bad.exit_code == 2 and "lrep.dae_loss" in bad.output and "Traceback" not in bad.output
+
+
+def test_show_uncertainty_writes_a_png(smoke_run, tmp_path):
+    from sslbench.benchmark.cli import main
+
+    cfg, run_dir, _ = smoke_run
+    case = json.loads((run_dir / "config.json").read_text())["split_ids"]["test"][0]
+    out = tmp_path / "u.png"
+    result = CliRunner().invoke(main, ["show-uncertainty", str(run_dir), "--case", case, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
+    missing = CliRunner().invoke(main, ["show-uncertainty", str(run_dir), "--case", "NOPE"])
+    assert missing.exit_code == 2 and "--case NOPE" in missing.output
+
+
+def test_dae_network_shapes_and_inits():
+    dae = LabelDAE((32, 16, 16), n_classes=2, n_filters=2, latent_dim=8).eval()
+    assert dae.fc_enc.in_features == 32 * 2 * 1 * 1  # 16 F x (W/16)(H/16)(D/16), sized from the crop
+    with torch.no_grad():
+        assert dae(torch.zeros(3, 1, 32, 16, 16)).shape == (3, 2, 32, 16, 16)
+    with pytest.raises(ValueError, match="built for"):
+        dae(torch.zeros(1, 1, 16, 16, 16))
+    authors = LabelDAE(PATCH, n_filters=2, latent_dim=8, init="authors")
+    for p in authors.parameters():  # every tensor ~ U(-1/sqrt(size(0)), +1/sqrt(size(0)))
+        assert p.abs().max() <= 1 / np.sqrt(p.shape[0])
+    bn_scale = authors.encoder.stage1[1].weight
+    assert not torch.equal(bn_scale, torch.ones_like(bn_scale))  # BN scales too, unlike PyTorch's ones
