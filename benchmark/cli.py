@@ -2,51 +2,19 @@
 
 from __future__ import annotations
 
-import functools
-import sys
 from pathlib import Path
 
 import click
 
-from sslbench.benchmark.config import DEFAULT_SEEDS, PRESETS, ConfigError, build_config, parse_sets
-from sslbench.datasets.la import DatasetError
-from sslbench.methods.registry import UnknownMethodError
-
-USAGE_ERRORS = (ConfigError, UnknownMethodError, DatasetError)
-
-
-def friendly_errors(fn):
-    """Turn the library's expected errors into one line on stderr and an exit code (2 usage, 1 run failure)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from sslbench.benchmark.trainer import RunFailed
-
-        try:
-            return fn(*args, **kwargs)
-        except USAGE_ERRORS as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
-        except RunFailed as exc:
-            click.echo(f"run failed: {exc}", err=True)
-            sys.exit(1)
-
-    return wrapper
-
-
-def default_out() -> Path:
-    return Path("runs")
-
-
-def _writable_dir(path: Path) -> Path:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(f"--out {path}: cannot write there ({exc.strerror or exc})") from None
-    return path
+from sslbench.benchmark.cli_common import (
+    data_option,
+    default_out,
+    friendly_errors,
+    preset_option,
+    set_option,
+    writable_dir,
+)
+from sslbench.benchmark.config import DEFAULT_SEEDS, build_config, parse_sets
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -54,29 +22,6 @@ def _writable_dir(path: Path) -> Path:
 def main():
     """sslbench: semi-supervised 3D segmentation methods on LA, one protocol, tables with mean±std."""
     import sslbench.methods  # noqa: F401  (registers the built-in methods)
-
-
-data_option = click.option(
-    "--data",
-    "data_root",
-    type=str,
-    default=None,
-    help="LA-layout data folder (default: the built-in synthetic dataset).",
-)
-preset_option = click.option(
-    "--preset",
-    type=click.Choice(list(PRESETS)),
-    default="quick",
-    show_default=True,
-    help="paper = the LA protocol (GPU); quick = CPU proxy; smoke = seconds.",
-)
-set_option = click.option(
-    "--set",
-    "sets",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a config field, e.g. train.iterations=500 or mt.w=0.2 (repeatable).",
-)
 
 
 @main.command()
@@ -97,7 +42,7 @@ def train(method, split, seed, data_root, preset, out, sets, resume, quiet):
     from sslbench.benchmark.trainer import train_run
 
     cfg = build_config(method, split, seed, preset, parse_sets(sets), data_root)
-    run_dir = _writable_dir(out or default_out()) / cfg.run_name()
+    run_dir = writable_dir(out or default_out()) / cfg.run_name()
     click.echo(f"run folder: {run_dir}", err=True)
     metrics = train_run(cfg, run_dir, progress=not quiet, resume=resume)
     cost = metrics["cost"]
@@ -160,13 +105,7 @@ def _add_commands() -> None:
     import importlib
 
     for module, attr in _COMMAND_MODULES:
-        try:
-            mod = importlib.import_module(f"sslbench.benchmark.{module}")
-        except ModuleNotFoundError as exc:  # TEMPORARY while the command modules land
-            if exc.name != f"sslbench.benchmark.{module}":
-                raise
-            continue
-        main.add_command(getattr(mod, attr))
+        main.add_command(getattr(importlib.import_module(f"sslbench.benchmark.{module}"), attr))
 
 
 _add_commands()

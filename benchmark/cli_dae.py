@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from sslbench.benchmark.cli import data_option, friendly_errors, preset_option, set_option
+from sslbench.benchmark.cli_common import data_option, friendly_errors, preset_option, set_option
 from sslbench.benchmark.config import DEFAULT_SEEDS, build_config, parse_sets
 
 

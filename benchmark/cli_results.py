@@ -6,13 +6,13 @@ from pathlib import Path
 
 import click
 
-from sslbench.benchmark.cli import (
-    _writable_dir,
+from sslbench.benchmark.cli_common import (
     data_option,
     default_out,
     friendly_errors,
     preset_option,
     set_option,
+    writable_dir,
 )
 from sslbench.benchmark.config import ConfigError, parse_sets
 
@@ -66,8 +66,8 @@ def table(
     from sslbench.benchmark.tables import run_tables, to_markdown
 
     numbers = [1, 2, 3, 4] if which == "all" else [int(which)]
-    out = _writable_dir(out or default_out())
-    render_dir = _writable_dir(render_dir or out / "tables")
+    out = writable_dir(out or default_out())
+    render_dir = writable_dir(render_dir or out / "tables")
     results, outcomes = run_tables(
         numbers,
         out,
@@ -115,7 +115,7 @@ def report(results_dir, out, qualitative):
     if not results_dir.is_dir():
         raise ConfigError(f"RESULTS_DIR {results_dir}: not a folder")
     if out is not None:
-        _writable_dir(out)
+        writable_dir(out)
     try:
         path = build_report(results_dir, out, qualitative=qualitative)
     except FileNotFoundError as exc:

@@ -14,13 +14,13 @@ from pathlib import Path
 import click
 import numpy as np
 
-from sslbench.benchmark.cli import (
-    _writable_dir,
+from sslbench.benchmark.cli_common import (
     data_option,
     default_out,
     friendly_errors,
     preset_option,
     set_option,
+    writable_dir,
 )
 from sslbench.benchmark.config import ConfigError, RunConfig, parse_sets
 from sslbench.benchmark.sweep import (
@@ -262,7 +262,7 @@ def run(
     if data_root is not None:
         data_root = str(Path(data_root).expanduser().resolve())  # the same folder for every worker
     configs = expand_grid(methods, list(splits), seeds, preset, parse_sets(sets), data_root)
-    out = _writable_dir(out or default_out())
+    out = writable_dir(out or default_out())
     click.echo(
         f"sweep: {len(configs)} runs into {out}  ({_backend_line(backend, scheduler, jobs, runs_per_gpu)})"
     )

@@ -17,7 +17,7 @@ import click
 import numpy as np
 import torch
 
-from sslbench.benchmark.cli import data_option, friendly_errors
+from sslbench.benchmark.cli_common import data_option, friendly_errors
 
 
 @dataclass

@@ -1,0 +1,73 @@
+"""What every `bench` command shares: error handling and the common options."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import click
+
+from sslbench.benchmark.config import PRESETS, ConfigError
+from sslbench.datasets.la import DatasetError
+from sslbench.methods.registry import UnknownMethodError
+
+USAGE_ERRORS = (ConfigError, UnknownMethodError, DatasetError)
+
+
+def friendly_errors(fn):
+    """Turn the library's expected errors into one line on stderr and an exit code (2 usage, 1 run failure)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from sslbench.benchmark.trainer import RunFailed
+        from sslbench.methods.dae_training import DAETrainingError
+
+        try:
+            return fn(*args, **kwargs)
+        except USAGE_ERRORS as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except (RunFailed, DAETrainingError) as exc:
+            click.echo(f"run failed: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def default_out() -> Path:
+    return Path("runs")
+
+
+def writable_dir(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"--out {path}: cannot write there ({exc.strerror or exc})") from None
+    return path
+
+
+data_option = click.option(
+    "--data",
+    "data_root",
+    type=str,
+    default=None,
+    help="LA-layout data folder (default: the built-in synthetic dataset).",
+)
+preset_option = click.option(
+    "--preset",
+    type=click.Choice(list(PRESETS)),
+    default="quick",
+    show_default=True,
+    help="paper = the LA protocol (GPU); quick = CPU proxy; smoke = seconds.",
+)
+set_option = click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config field, e.g. train.iterations=500 or mt.w=0.2 (repeatable).",
+)
