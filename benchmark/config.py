@@ -53,7 +53,7 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA, training and evaluation (no effect on CPU)
     deterministic: bool = False
     threads: int = 0  # torch intra-op threads (0 = torch's default)
-    channels_last: bool = True  # channels-last 3D memory format for the networks, on CUDA only (speed only)
+    channels_last: bool = True  # channels-last 3D memory format for the networks (speed only: CPU and CUDA)
     compile: bool = False  # torch.compile each network in place (opt-in: minutes of compilation per run)
 
 

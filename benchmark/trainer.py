@@ -3,17 +3,25 @@
 A run folder holds: config.json (resolved config, code version, environment, split case ids), log.jsonl
 (losses every `log_every` steps), checkpoint.pt (every `checkpoint_every` steps, atomic), model.pt (final
 weights), cases.csv (per-case metrics) and metrics.json (written last: its presence means the run finished).
+
+metrics.json's `cost` block: median and p90 seconds per step after WARMUP_STEPS (synchronised on CUDA), the
+data-loading wait, forward passes per network (benchmark/passes.py), peak memory of training and of evaluation
+(CUDA max allocated, or the process's peak RSS on CPU), inference and metric seconds per test volume, setup /
+loop / evaluation / total wall times, and the fast paths in effect (bf16 autocast and cuDNN autotuning on CUDA,
+channels-last 3D, torch.compile, sliding-window batch, loader workers).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import random
 import resource
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +39,8 @@ from sslbench.datasets.la import LADataset, open_dataset
 from sslbench.datasets.splits import parse_split
 from sslbench.methods.base import Batch, Method, MethodContext
 from sslbench.methods.registry import get_method
+
+WARMUP_STEPS = 5  # steps left out of the per-iteration times (allocator, cuDNN autotuning, first batches)
 
 
 class RunFailed(RuntimeError):
@@ -100,8 +110,33 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+    configure_backends(deterministic)
+
+
+def configure_backends(deterministic: bool) -> None:
+    """cuDNN autotuning (the fastest convolution algorithm per shape, found on first use) unless determinism is
+    asked for: `train.deterministic=true` switches autotuning off and picks deterministic algorithms."""
     torch.backends.cudnn.deterministic = deterministic
     torch.backends.cudnn.benchmark = not deterministic
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def resolve_workers(num_workers: int, device: torch.device, threads: int = 0) -> int:
+    """`data.num_workers`, where -1 means auto: 0 on CPU, min(4, cores) on CUDA.
+
+    On a CPU-only machine loader workers take cores from the training threads (measured on 2 cores: no faster,
+    see the perf notes in benchmark/perf.py); on a GPU machine they build the next batches while the GPU trains.
+    `threads` (`train.threads`, set by sweeps that pack several runs on one machine) caps the cores counted.
+    """
+    if num_workers >= 0:
+        return num_workers
+    return min(4, threads or usable_cores()) if device.type == "cuda" else 0
 
 
 def lr_at(cfg: RunConfig, step: int) -> float:
@@ -115,10 +150,22 @@ def lr_at(cfg: RunConfig, step: int) -> float:
     return t.lr * (1.0 - step / t.iterations) ** 0.9  # poly (SSL4MIS)
 
 
-def _peak_memory_mb(device: torch.device) -> float:
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a new peak-memory window, so a process that runs several methods reports each one's own peak."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    # Linux: writing 5 resets the peak resident set (VmHWM, and with it ru_maxrss) to the current one. Elsewhere
+    # the CPU figure stays the peak of the whole process.
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """CUDA: the most memory held by tensors since the last reset. CPU: the peak resident set of this process."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    # ru_maxrss is in KiB on Linux: the peak resident set of this process.
+    # ru_maxrss is in KiB on Linux.
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -137,6 +184,71 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _scalars(out: dict) -> dict[str, torch.Tensor]:
+    return {k: v.detach() for k, v in out.items() if torch.is_tensor(v) and v.numel() == 1}
+
+
+class StepRunner:
+    """One optimisation step of a built method: batch to the device, lr, autocast, backward, optimiser(s), EMA.
+
+    The trainer's loop, `bench perf` and the comparison with the reference loop all time this same code.
+    """
+
+    def __init__(self, trainer: Trainer, method: Method):
+        t = trainer.cfg.train
+        self.trainer = trainer
+        self.method = method
+        self.optimizer = torch.optim.SGD(
+            method.trainable_parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay
+        )
+        self.extra_opts = method.extra_optimizers()
+        self._unchecked: list[tuple[int, dict[str, torch.Tensor]]] = []
+
+    def __call__(self, arrays: dict[str, torch.Tensor], step: int, count: bool = False) -> tuple[dict, dict]:
+        """Run step `step` on a loader batch; returns (the method's outputs, forward passes if `count`)."""
+        cfg, device = self.trainer.cfg, self.trainer.device
+        extras = {k[6:]: v for k, v in arrays.items() if k.startswith("extra_")}
+        batch = Batch(arrays["x_l"], arrays["y_l"], arrays["x_u"], extras).to(device, non_blocking=True)
+        lr = lr_at(cfg, step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        passes: dict[str, float] = {}
+        with contextlib.ExitStack() as stack:
+            if count:
+                passes = stack.enter_context(count_passes(self.method))
+            stack.enter_context(self.trainer.autocast())
+            out = self.method.train_step(batch, step, cfg.train.iterations)
+        if device.type == "cuda":
+            # Reading the loss on the host would wait for the GPU mid-step: checked at log and checkpoint steps.
+            self._unchecked.append((step, _scalars(out)))
+        elif not math.isfinite(float(out["loss"].detach())):
+            values = {k: float(v) for k, v in _scalars(out).items()}
+            raise RunFailed(f"non-finite loss at step {step}: {values}")
+        self.optimizer.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        self.optimizer.step()
+        self.method.on_after_optimizer_step(step)
+        if self.extra_opts:
+            out.update(self.method.extra_step(batch, step, cfg.train.iterations, self.extra_opts))
+        return out, passes
+
+    def check_finite(self) -> None:
+        """On CUDA: raise RunFailed naming the first step since the last check whose loss was not finite.
+
+        A failing run stops a few steps after the bad one, but the message names the same first bad step, and no
+        checkpoint is written before this check passes. (On CPU every step is checked before its backward.)
+        """
+        if not self._unchecked:
+            return
+        pending, self._unchecked = self._unchecked, []
+        finite = torch.stack([torch.isfinite(terms["loss"]) for _, terms in pending]).cpu()
+        if bool(finite.all()):
+            return
+        step, terms = pending[int((~finite).nonzero()[0])]
+        values = {k: float(v) for k, v in terms.items()}
+        raise RunFailed(f"non-finite loss at step {step}: {values}")
+
+
 class Trainer:
     def __init__(self, cfg: RunConfig, out_dir: Path, progress: bool = True):
         self.cfg = cfg
@@ -145,6 +257,7 @@ class Trainer:
         self.device = resolve_device(cfg.train.device)
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
+        configure_backends(cfg.train.deterministic)
         self.info = get_method(cfg.method)
         self.dataset = dataset_for(cfg)
         split = parse_split(cfg.split)
@@ -155,12 +268,46 @@ class Trainer:
         # Read (and validate) every volume the run will touch now, not after hours of training.
         self.dataset.volumes(self.labeled_ids + self.unlabeled_ids + self.dataset.test_ids)
 
+    # --- fast paths ------------------------------------------------------------------------------------
+    @property
+    def fast_paths(self) -> dict[str, Any]:
+        """The speed switches in effect on this device (recorded with the cost of every run)."""
+        t, cuda = self.cfg.train, self.device.type == "cuda"
+        return {
+            "amp_bf16": t.amp and cuda,
+            "channels_last": t.channels_last,
+            "cudnn_benchmark": cuda and not t.deterministic,
+            "compile": t.compile,
+            "sw_batch": self.cfg.eval.sw_batch,
+            "num_workers": resolve_workers(self.cfg.data.num_workers, self.device, self.cfg.train.threads),
+        }
+
+    def autocast(self) -> torch.autocast:
+        """bf16 autocast on CUDA when `train.amp` (a new context each time: the object is not re-entrant)."""
+        enabled = self.cfg.train.amp and self.device.type == "cuda"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    def predictor(self, method: Method):
+        """`method.predict` for the sliding window, under inference mode and the training's autocast."""
+
+        def predict(x: torch.Tensor) -> torch.Tensor:
+            with torch.inference_mode(), self.autocast():
+                return method.predict(x)
+
+        return predict
+
     # ---------------------------------------------------------------------------------------------------
-    def build_method(self) -> Method:
-        cfg = self.cfg
-        resources = RunResources(
+    def resources(self) -> RunResources:
+        """What `prepare_assets` sees; its config has `data.num_workers` resolved (no -1 auto sentinel)."""
+        workers = resolve_workers(self.cfg.data.num_workers, self.device, self.cfg.train.threads)
+        cfg = replace(self.cfg, data=replace(self.cfg.data, num_workers=workers))
+        return RunResources(
             cfg, self.dataset, self.labeled_ids, self.unlabeled_ids, self.device, cache_dir(), self.progress
         )
+
+    def build_method(self) -> Method:
+        cfg = self.cfg
+        resources = self.resources()
         assets = self.info.cls.prepare_assets(cfg.method_cfg, resources)
         self.asset_info = resources.info
         ctx = MethodContext(
@@ -174,7 +321,17 @@ class Trainer:
             rampup_length=cfg.train.rampup_length,
             assets=assets,
         )
-        return self.info.cls(cfg.method_cfg, ctx).to(self.device)
+        method = self.info.cls(cfg.method_cfg, ctx).to(self.device)
+        if cfg.train.channels_last:
+            # NDHWC weights: cuDNN's tensor-core kernels and oneDNN's blocked CPU kernels both prefer this layout
+            # (measured on CPU: an MT step at the quick preset 0.76x the time); activations follow the weights.
+            method = method.to(memory_format=torch.channels_last_3d)
+        if cfg.train.compile:
+            # In place (nn.Module.compile), so parameter names, state dicts and checkpoints are unchanged.
+            for net in method.children():
+                if any(True for _ in net.parameters()):
+                    net.compile()
+        return method
 
     def batches(self) -> TwoStreamBatches:
         t = self.cfg.train
@@ -188,6 +345,21 @@ class Trainer:
             seed=self.cfg.seed,
             targets_fn=self.info.cls.batch_targets,
             length=t.iterations,
+        )
+
+    def loader(self, start: int, stop: int) -> DataLoader:
+        """The batches of steps start..stop-1, built in `data.num_workers` processes (auto by default)."""
+        return DataLoader(
+            self.batches(),
+            batch_size=None,
+            sampler=range(start, stop),
+            num_workers=resolve_workers(self.cfg.data.num_workers, self.device, self.cfg.train.threads),
+            collate_fn=to_tensors,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+            # Its own generator: a DataLoader otherwise draws its base seed from the global torch RNG when the
+            # iterator starts, which would shift dropout/noise draws of a resumed run against an uninterrupted one.
+            generator=torch.Generator().manual_seed(self.cfg.seed),
         )
 
     def write_config(self) -> None:
@@ -216,37 +388,22 @@ class Trainer:
         cfg, t = self.cfg, self.cfg.train
         wall0 = time.perf_counter()
         seed_everything(cfg.seed, t.deterministic)
+        reset_peak_memory(self.device)
         method = self.build_method()
-        optimizer = torch.optim.SGD(
-            method.trainable_parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay
-        )
-        extra_opts = method.extra_optimizers()
+        runner = StepRunner(self, method)
         start, step_times, wait_times = 0, [], []
         ckpt_path = self.out_dir / "checkpoint.pt"
         # Validate a checkpoint before touching anything in the folder: a refused resume changes nothing.
         if resume and ckpt_path.is_file():
-            start = self._load_checkpoint(ckpt_path, method, optimizer, extra_opts)
+            start = self._load_checkpoint(ckpt_path, method, runner.optimizer, runner.extra_opts)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / "metrics.json").unlink(missing_ok=True)
         if start == 0:
             (self.out_dir / "log.jsonl").unlink(missing_ok=True)
         self.write_config()
         method.train()
-        loader = DataLoader(
-            self.batches(),
-            batch_size=None,
-            sampler=range(start, t.iterations),
-            num_workers=cfg.data.num_workers,
-            collate_fn=to_tensors,
-            pin_memory=self.device.type == "cuda",
-            persistent_workers=False,
-            # Its own generator: a DataLoader otherwise draws its base seed from the global torch RNG when the
-            # iterator starts, which would shift dropout/noise draws of a resumed run against an uninterrupted one.
-            generator=torch.Generator().manual_seed(cfg.seed),
-        )
-        autocast = torch.autocast(
-            self.device.type, dtype=torch.bfloat16, enabled=t.amp and self.device.type == "cuda"
-        )
+        setup_s = time.perf_counter() - wall0
+        loader = self.loader(start, t.iterations)
         from tqdm.auto import tqdm
 
         bar = tqdm(
@@ -264,76 +421,58 @@ class Trainer:
             for step, arrays in zip(range(start, t.iterations), loader, strict=True):
                 t_step = time.perf_counter()
                 wait_times.append(t_step - t_wait)
-                batch = Batch(
-                    arrays["x_l"],
-                    arrays["y_l"],
-                    arrays["x_u"],
-                    {k[6:]: v for k, v in arrays.items() if k.startswith("extra_")},
-                )
-                batch = batch.to(self.device, non_blocking=True)
-                lr = lr_at(cfg, step)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
+                out, counted = runner(arrays, step, count=step == start)
                 if step == start:
-                    with count_passes(method) as passes, autocast:
-                        out = method.train_step(batch, step, t.iterations)
-                else:
-                    with autocast:
-                        out = method.train_step(batch, step, t.iterations)
-                loss = out["loss"]
-                if not torch.isfinite(loss):
-                    terms = {
-                        k: float(v.detach()) for k, v in out.items() if torch.is_tensor(v) and v.numel() == 1
-                    }
-                    raise RunFailed(f"non-finite loss at step {step}: {terms}")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                method.on_after_optimizer_step(step)
-                if extra_opts:
-                    out.update(method.extra_step(batch, step, t.iterations, extra_opts))
+                    passes = counted
                 if self.device.type == "cuda":
-                    torch.cuda.synchronize(self.device)
+                    torch.cuda.synchronize(self.device)  # an honest per-step time
                 step_times.append(time.perf_counter() - t_step)
                 bar.update(1)
                 if step % t.log_every == 0 or step == t.iterations - 1:
-                    record = {"step": step, "lr": lr}
-                    record.update(
-                        {
-                            k: float(v.detach())
-                            for k, v in out.items()
-                            if torch.is_tensor(v) and v.numel() == 1
-                        }
-                    )
+                    runner.check_finite()
+                    record = {"step": step, "lr": lr_at(cfg, step)}
+                    record.update({k: float(v) for k, v in _scalars(out).items()})
                     record["sec_per_iter"] = step_times[-1]
                     log.write(json.dumps(record) + "\n")
                     log.flush()
                     bar.set_postfix(loss=f"{record['loss']:.3f}")
                 if (step + 1) % t.checkpoint_every == 0 and step + 1 < t.iterations:
-                    self._save_checkpoint(ckpt_path, step + 1, method, optimizer, extra_opts)
+                    runner.check_finite()
+                    self._save_checkpoint(ckpt_path, step + 1, method, runner.optimizer, runner.extra_opts)
                 t_wait = time.perf_counter()
+            runner.check_finite()
         finally:
             log.close()
             bar.close()
         train_wall = time.perf_counter() - wall0
+        train_peak = peak_memory_mb(self.device)
         save_torch(
             self.out_dir / "model.pt",
             {"method": cfg.method, "run_id": cfg.run_id(), "state": method.state_dict()},
         )
+        reset_peak_memory(self.device)
+        t_eval = time.perf_counter()
         metrics = self.evaluate(method)
-        metrics["cost"] = self._cost(
-            step_times, wait_times, passes, train_wall, metrics, time.perf_counter() - wall0
-        )
+        timings = {
+            "setup_s": setup_s,
+            "loop_s": train_wall - setup_s,
+            "train_wall_s": train_wall,
+            "eval_s": time.perf_counter() - t_eval,
+            "total_wall_s": time.perf_counter() - wall0,
+        }
+        memory = {"train": train_peak, "eval": peak_memory_mb(self.device)}
+        metrics["cost"] = self._cost(step_times, wait_times, passes, timings, memory, metrics)
         metrics["resumed_from_step"] = start
         write_json(self.out_dir / "metrics.json", metrics)
         ckpt_path.unlink(missing_ok=True)
         return metrics
 
-    def evaluate(self, method: Method) -> dict:
+    def evaluate(self, method: Method, volumes: list | None = None, write: bool = True) -> dict:
+        """Sliding-window evaluation on the test cases (or `volumes`); writes cases.csv unless `write` is False."""
         method.eval()
-        vols = self.dataset.volumes(self.dataset.test_ids)
+        vols = self.dataset.volumes(self.dataset.test_ids) if volumes is None else volumes
         cases = evaluate_cases(
-            method.predict,
+            self.predictor(method),
             vols,
             tuple(self.cfg.data.patch),
             self.cfg.eval,
@@ -341,25 +480,36 @@ class Trainer:
             self.device,
             progress=self.progress,
         )
-        write_text(self.out_dir / "cases.csv", cases.to_csv(index=False))
+        if write:
+            write_text(self.out_dir / "cases.csv", cases.to_csv(index=False))
         return summarize(cases)
 
-    def _cost(self, step_times, wait_times, passes, train_wall, metrics, total_wall) -> dict:
-        warm = step_times[min(5, len(step_times) - 1) :] if step_times else []
-        n_u = max(1, self.cfg.train.batch_size - self.cfg.train.labeled_bs) if self.unlabeled_ids else 0
+    def unlabeled_per_batch(self) -> int:
+        t = self.cfg.train
+        return max(1, t.batch_size - t.labeled_bs) if self.unlabeled_ids else 0
+
+    def _cost(self, step_times, wait_times, passes, timings: dict, memory: dict, metrics: dict) -> dict:
+        """The cost block of metrics.json (the tables' cost columns read it)."""
+        warm = step_times[min(WARMUP_STEPS, len(step_times) - 1) :] if step_times else []
         return {
             "sec_per_iter_median": float(np.median(warm)) if warm else None,
             "sec_per_iter_p90": float(np.percentile(warm, 90)) if warm else None,
+            "warmup_steps": min(WARMUP_STEPS, max(len(step_times) - 1, 0)),
+            "timed_steps": len(warm),
             "data_wait_per_iter": float(np.median(wait_times)) if wait_times else None,
+            "data_wait_mean": float(np.mean(wait_times)) if wait_times else None,
             "forward_passes": passes,
             "forward_passes_total": float(sum(passes.values())) if passes else None,
-            "unlabeled_per_batch": n_u,
-            "peak_memory_mb": _peak_memory_mb(self.device),
+            "unlabeled_per_batch": self.unlabeled_per_batch(),
+            "peak_memory_mb": memory["train"],
+            "eval_peak_memory_mb": memory["eval"],
             "memory_kind": "cuda_max_allocated" if self.device.type == "cuda" else "cpu_peak_rss",
             "eval_s_per_volume": metrics.get("eval_s_per_volume"),
-            "train_wall_s": train_wall,
-            "total_wall_s": total_wall,
+            "metric_s_per_volume": metrics.get("metric_s_per_volume"),
+            **timings,
             "device": str(self.device),
+            "device_name": environment(self.device)["device_name"],
+            "fast_paths": self.fast_paths,
         }
 
     # --- checkpoints -----------------------------------------------------------------------------------
@@ -412,15 +562,7 @@ def prepare_assets(cfg: RunConfig, progress: bool = False) -> dict:
     Sweeps call this once per distinct `Method.asset_key` before the runs that need it.
     """
     trainer = Trainer(cfg, Path("."), progress)
-    resources = RunResources(
-        cfg,
-        trainer.dataset,
-        trainer.labeled_ids,
-        trainer.unlabeled_ids,
-        trainer.device,
-        cache_dir(),
-        progress,
-    )
+    resources = trainer.resources()
     trainer.info.cls.prepare_assets(cfg.method_cfg, resources)
     return resources.info
 
@@ -438,8 +580,6 @@ def evaluate_run(run_dir: Path, data_root: str | None = None, progress: bool = T
     record = read_json(run_dir / "config.json")
     cfg = config_from_dict(record)
     if data_root is not None:
-        from dataclasses import replace
-
         cfg = replace(cfg, data=replace(cfg.data, root=str(data_root)))
     weights = run_dir / "model.pt"
     if not weights.is_file():

@@ -82,10 +82,11 @@ class TwoStreamBatches:
             self._augment(self.unlabeled[i], step, offset + s)
             for s, i in enumerate(self.unlabeled_indices(step))
         ]
-        x_l = np.stack([c[0] for c in crops_l])[:, None].astype(np.float32)  # (B_l, 1, W, H, D)
-        y_l = np.stack([c[1] for c in crops_l]).astype(np.int64)  # (B_l, W, H, D)
+        # One copy per crop, straight into the batch array (the crops are views of the cached volumes).
+        x_l = np.stack([c[0] for c in crops_l], dtype=np.float32)[:, None]  # (B_l, 1, W, H, D)
+        y_l = np.stack([c[1] for c in crops_l], dtype=np.int64)  # (B_l, W, H, D)
         if crops_u:
-            x_u = np.stack([c[0] for c in crops_u])[:, None].astype(np.float32)
+            x_u = np.stack([c[0] for c in crops_u], dtype=np.float32)[:, None]
         else:
             x_u = np.zeros((0, 1, *self.patch), np.float32)
         batch = {"x_l": x_l, "y_l": y_l, "x_u": x_u}
