@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sslbench.benchmark.config import NON_RESULT_KEYS
+
 METRICS = ("dice", "jaccard", "hd95_vox", "asd_vox", "hd95_mm", "asd_mm")
 PERCENT_METRICS = ("dice", "jaccard")  # stored as fractions, shown in %
 COST_KEYS = (
@@ -32,19 +34,8 @@ COST_KEYS = (
     "forward_passes_total",
     "train_wall_s",
 )
-# Keys that do not change results: the ones RunConfig.run_id leaves out (keep in sync), plus the seed.
-NON_RESULT_KEYS = frozenset(
-    {
-        "seed",
-        "train.device",
-        "train.threads",
-        "train.log_every",
-        "train.checkpoint_every",
-        "train.channels_last",
-        "train.compile",
-        "data.num_workers",
-    }
-)
+# Keys that are not part of an experiment's identity: what the run id leaves out, plus the seed.
+NOT_SETTINGS = NON_RESULT_KEYS | {"seed"}
 CONFIG_SECTIONS = ("data", "train", "eval")
 # A run folder is named `<method>[-<variant>]_<N>-<M>_s<seed>_<run_id>` (RunConfig.run_name).
 RUN_NAME = re.compile(r"^(?P<head>.+)_(?P<split>\d+-\d+)_s(?P<seed>\d+)_(?P<run_id>[0-9a-f]{10})$")
@@ -125,7 +116,7 @@ def _group_key(row: dict) -> str:
         return "noconfig:" + "|".join(str(row.get(k)) for k in ("method", "variant", "split", "run_id"))
     # The data folder is part of the key (as of the run id), not the dataset's name: a run that failed before
     # config.json was written only has failed.json's config, which does not describe the dataset.
-    settings = {k: v for k, v in row["settings"].items() if k not in NON_RESULT_KEYS}
+    settings = {k: v for k, v in row["settings"].items() if k not in NOT_SETTINGS}
     blob = json.dumps(
         [row["method"], row["variant"], row["split"], row["preset"], settings], sort_keys=True, default=str
     )
@@ -319,7 +310,7 @@ def varying_settings(df: pd.DataFrame) -> dict[str, str]:
     labels: dict[str, str] = {}
     firsts = df[df["has_config"].astype(bool)].drop_duplicates("group_key")
     for _, family in firsts.groupby(["method", "variant", "preset", "dataset"], dropna=False):
-        settings = [{k: v for k, v in s.items() if k not in NON_RESULT_KEYS} for s in family["settings"]]
+        settings = [{k: v for k, v in s.items() if k not in NOT_SETTINGS} for s in family["settings"]]
         keys = sorted({k for s in settings for k in s})
         differ = [k for k in keys if len({json.dumps(s.get(k), default=str) for s in settings}) > 1]
         method = family["method"].iloc[0]

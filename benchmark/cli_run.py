@@ -22,7 +22,7 @@ from sslbench.benchmark.cli_common import (
     set_option,
     writable_dir,
 )
-from sslbench.benchmark.config import ConfigError, RunConfig, parse_sets
+from sslbench.benchmark.config import NON_RESULT_KEYS, ConfigError, RunConfig, parse_sets
 from sslbench.benchmark.sweep import (
     MAX_SEEDS,
     RunOutcome,
@@ -33,17 +33,6 @@ from sslbench.benchmark.sweep import (
     run_sweep,
     summarize_outcomes,
 )
-
-# Settings that differ between runs without being part of the experiment.
-_NOT_SETTINGS = {
-    "train.device",
-    "train.threads",
-    "train.log_every",
-    "train.checkpoint_every",
-    "train.channels_last",
-    "train.compile",
-    "data.num_workers",
-}
 
 
 def parse_seed_list(text: str) -> list[int]:
@@ -67,7 +56,7 @@ def _flat_settings(cfg: RunConfig) -> dict[str, str]:
     for section in ("data", "train", "eval", cfg.method):
         for key, value in (d.get(section) or {}).items():
             out[f"{section}.{key}"] = json.dumps(value, default=str)
-    return {k: v for k, v in out.items() if k not in _NOT_SETTINGS}
+    return {k: v for k, v in out.items() if k not in NON_RESULT_KEYS}
 
 
 def group_keys(configs: list[RunConfig]) -> dict[str, tuple[str, str, str, str]]:

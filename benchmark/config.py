@@ -109,6 +109,21 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# Fields that change how fast or where a run goes, never its numbers: left out of the run id, and not shown as
+# experiment settings in tables.
+NON_RESULT_KEYS = frozenset(
+    {
+        "train.device",
+        "train.threads",
+        "train.log_every",
+        "train.checkpoint_every",
+        "train.channels_last",
+        "train.compile",
+        "data.num_workers",
+    }
+)
+
+
 @dataclass(frozen=True)
 class RunConfig:
     method: str
@@ -140,9 +155,9 @@ class RunConfig:
     def run_id(self) -> str:
         """A short hash of everything that changes results (not the device, threads or logging cadence)."""
         d = self.to_dict()
-        for key in ("device", "threads", "log_every", "checkpoint_every", "channels_last", "compile"):
-            d["train"].pop(key, None)
-        d["data"].pop("num_workers", None)
+        for dotted in NON_RESULT_KEYS:
+            section, key = dotted.split(".")
+            d[section].pop(key, None)
         blob = json.dumps(d, sort_keys=True, default=str).encode()
         return hashlib.sha1(blob).hexdigest()[:10]
 
