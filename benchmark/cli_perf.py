@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from pathlib import Path
@@ -10,29 +9,8 @@ from types import SimpleNamespace
 
 import click
 
-from sslbench.benchmark.config import PRESETS, ConfigError, parse_sets
-
-
-# The shared options of benchmark/cli.py, restated: importing cli.py here would be circular (it imports this
-# module to register the command), and `python -m sslbench.benchmark.cli_perf` must work on its own.
-def friendly_errors(fn):
-    """cli.friendly_errors, looked up when the command runs."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from sslbench.benchmark.cli_common import friendly_errors as wrap
-
-        return wrap(fn)(*args, **kwargs)
-
-    return wrapper
-
-
-data_option = click.option("--data", "data_root", type=str, default=None,
-                           help="LA-layout data folder (default: the built-in synthetic dataset).")  # fmt: skip
-preset_option = click.option("--preset", type=click.Choice(list(PRESETS)), default="quick", show_default=True,
-                             help="paper = the LA protocol (GPU); quick = CPU proxy; smoke = seconds.")  # fmt: skip
-set_option = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-                          help="Override a config field, e.g. train.amp=false or uamt.K=4 (repeatable).")  # fmt: skip
+from sslbench.benchmark.cli_common import data_option, friendly_errors, preset_option, set_option
+from sslbench.benchmark.config import ConfigError, parse_sets
 
 
 @click.command("perf")
