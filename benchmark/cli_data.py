@@ -8,7 +8,7 @@ import click
 
 from sslbench.datasets.check import check_report
 from sslbench.datasets.prepare_la import prepare_la
-from sslbench.datasets.synthetic import DEFAULT_SIZE, generate
+from sslbench.datasets.synthetic import DEFAULT_DIFFICULTY, DEFAULT_SIZE, generate
 
 
 class _ProblemsFound(click.ClickException):
@@ -31,9 +31,9 @@ def data() -> None:
 @click.option(
     "--difficulty",
     type=click.FloatRange(0),
-    default=1.0,
+    default=DEFAULT_DIFFICULTY,
     show_default=True,
-    help="1 = calibrated to the real LA; 0 easy; above 1 harder.",
+    help="1 = the real LA's contrast and noise; 0 easy; above 1 harder (the default dataset uses 1.5).",
 )
 def synth(
     out: Path, cases: int, seed: int, size: tuple[int, int, int], n_train: int | None, difficulty: float

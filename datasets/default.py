@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from sslbench.datasets.synthetic import DEFAULT_SIZE, GENERATOR_VERSION, generate
+from sslbench.datasets.synthetic import DEFAULT_DIFFICULTY, DEFAULT_SIZE, GENERATOR_VERSION, generate
 
 DEFAULT_CASES = 100
 DEFAULT_SEED = 0
@@ -27,7 +27,7 @@ def cache_dir() -> Path:
 
 def default_dataset_name() -> str:
     w, h, d = DEFAULT_SIZE
-    return f"synthetic-la-v{GENERATOR_VERSION}-{w}x{h}x{d}-s{DEFAULT_SEED}"
+    return f"synthetic-la-v{GENERATOR_VERSION}-{w}x{h}x{d}-d{DEFAULT_DIFFICULTY:g}-s{DEFAULT_SEED}"
 
 
 def default_data_root() -> Path:
@@ -42,7 +42,9 @@ def default_data_root() -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=cache))
     try:
         print(f"sslbench: generating the default synthetic dataset into {root} (once)", file=sys.stderr)
-        generate(tmp, cases=DEFAULT_CASES, seed=DEFAULT_SEED, size=DEFAULT_SIZE)
+        generate(
+            tmp, cases=DEFAULT_CASES, seed=DEFAULT_SEED, size=DEFAULT_SIZE, difficulty=DEFAULT_DIFFICULTY
+        )
         try:
             os.rename(tmp, root)  # atomic; fails if another process has put a non-empty folder there first
         except OSError as exc:

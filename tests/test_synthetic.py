@@ -13,7 +13,14 @@ from sslbench.benchmark.cli_data import data
 from sslbench.datasets import default as default_mod
 from sslbench.datasets.check import check_dataset
 from sslbench.datasets.la import CASES_DIR, case_path, open_dataset
-from sslbench.datasets.synthetic import DEFAULT_SIZE, GENERATOR_VERSION, case_ids, generate, synth_case
+from sslbench.datasets.synthetic import (
+    DEFAULT_DIFFICULTY,
+    DEFAULT_SIZE,
+    GENERATOR_VERSION,
+    case_ids,
+    generate,
+    synth_case,
+)
 
 TINY = (32, 32, 24)
 
@@ -41,7 +48,7 @@ def test_layout_passes_check_and_reader(tiny):
         "seed": 3,
         "size": list(TINY),
         "n_train": 8,
-        "difficulty": 1.0,
+        "difficulty": DEFAULT_DIFFICULTY,
         "quantise": True,
     }
     vol = ds.volume(ds.test_ids[0])
@@ -77,10 +84,10 @@ def test_different_seed_differs():
 
 
 def test_realism_at_default_size():
-    """Foreground fraction and intensities in the real LA's range, and a threshold is not enough."""
+    """At difficulty 1: foreground fraction and intensities in the real LA's range; a threshold is not enough."""
     fg, cnr, best_threshold_dice = [], [], []
     for i in range(8):
-        image, label = synth_case(np.random.default_rng([0, i]), DEFAULT_SIZE)
+        image, label = synth_case(np.random.default_rng([0, i]), DEFAULT_SIZE, difficulty=1.0)
         inside, outside = image[label == 1], image[label == 0]
         fg.append(label.mean())
         cnr.append((inside.mean() - outside.mean()) / outside.std())
@@ -115,7 +122,7 @@ def test_generate_rejects_bad_arguments(tmp_path):
         generate(tmp_path / "x", cases=4, n_train=2, size=(8, 32, 32))
 
 
-def _tiny_generate(out, cases, seed, size):
+def _tiny_generate(out, cases, seed, size, **_):
     return generate(out, cases=3, seed=seed, size=(16, 16, 16), n_train=2)
 
 
@@ -123,7 +130,7 @@ def test_default_root_generates_once_into_cache(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SSLBENCH_CACHE", str(tmp_path))
     monkeypatch.setattr(default_mod, "generate", _tiny_generate)
     root = default_mod.default_data_root()
-    assert root == tmp_path / f"synthetic-la-v{GENERATOR_VERSION}-64x56x48-s0"
+    assert root == tmp_path / f"synthetic-la-v{GENERATOR_VERSION}-48x48x32-d1.5-s0"
     assert check_dataset(root) == []
     assert "generating" in capsys.readouterr().err
     assert default_mod.default_data_root() == root
@@ -135,7 +142,7 @@ def test_default_root_uses_the_winner_when_losing_the_race(tmp_path, monkeypatch
     monkeypatch.setenv("SSLBENCH_CACHE", str(tmp_path))
     root = tmp_path / default_mod.default_dataset_name()
 
-    def racing_generate(out, cases, seed, size):
+    def racing_generate(out, cases, seed, size, **_):
         _tiny_generate(root, cases, seed, size)  # another worker finishes first
         (root / "winner").write_text("")
         return _tiny_generate(out, cases, seed, size)
