@@ -613,6 +613,12 @@ def run_sweep(
 
     for outcome in broken:
         on_done(outcome)
+    if backend == "local" and any(p.cfg.data.root is None for p in pending):
+        # Generate the built-in dataset once here, not in every worker at the same moment (each would write its
+        # own copy and all but one would be thrown away).
+        from sslbench.datasets.default import default_data_root
+
+        default_data_root()
     try:
         if pending and backend == "local":
             _run_local(pending, prepares, jobs, runs_per_gpu, bars, on_done)
