@@ -161,6 +161,22 @@ class RunConfig:
         blob = json.dumps(d, sort_keys=True, default=str).encode()
         return hashlib.sha1(blob).hexdigest()[:10]
 
+    def changed_settings(self) -> dict[str, Any]:
+        """`section.key` -> value for each result-changing field that differs from the plain preset.
+
+        This is what tells apart runs of the same method, variant, split and seed (e.g. Table 4's `lrep.beta`
+        grid) in a progress line.
+        """
+        sets = {f"{self.method}.variant": self.variant} if self.variant else {}
+        plain = build_config(self.method, self.split, self.seed, self.preset, sets, self.data.root).to_dict()
+        mine = self.to_dict()
+        changed = {}
+        for section in ("data", "train", "eval", self.method):
+            for key, value in mine[section].items():
+                if f"{section}.{key}" not in NON_RESULT_KEYS and plain[section].get(key) != value:
+                    changed[f"{section}.{key}"] = value
+        return changed
+
     def run_name(self) -> str:
         variant = f"-{self.variant}" if self.variant else ""
         return f"{self.method}{variant}_{self.split.replace('/', '-')}_s{self.seed}_{self.run_id()}"

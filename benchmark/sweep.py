@@ -530,6 +530,9 @@ def _asset_key(cfg: RunConfig) -> str | None:
 def _describe(o: RunOutcome) -> str:
     c = o.cfg
     name = f"{c.method}{'-' + c.variant if c.variant else ''} {c.split} s{c.seed}"
+    changed = [f"{k.removeprefix(c.method + '.')}={v}" for k, v in c.changed_settings().items()]
+    if changed:
+        name += f" [{', '.join(changed)}]"
     if o.status == "failed":
         return f"failed  {name}: {o.error}"
     dice = f"Dice {100 * o.metrics['dice']:.2f}%" if o.metrics and "dice" in o.metrics else ""

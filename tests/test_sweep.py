@@ -128,6 +128,10 @@ def test_expand_grid_names_variants_overrides_and_duplicates(test_methods):
     )
     assert sorted(c.method_cfg.w for c in cfgs if c.method == "t-var") == [1.0, 2.0]
     assert [c.method_cfg.w for c in cfgs if c.method == "mt"] == [0.3]
+    # What tells the grid's runs apart in a progress line: only the fields that differ from the plain preset.
+    assert sorted(c.changed_settings()["t-var.w"] for c in cfgs if c.method == "t-var") == [1.0, 2.0]
+    assert [c.changed_settings() for c in cfgs if c.method == "mt"] == [{"mt.w": 0.3}]
+    assert expand_grid("mt", ["8/72"], [1], "smoke", {}, None)[0].changed_settings() == {}
     with pytest.raises(ConfigError, match="semi-supervised"):
         expand_grid("uamt", ["80/0"], [1], "smoke", {}, None)
     with pytest.raises(ConfigError, match="not in this sweep"):
