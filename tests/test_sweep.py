@@ -228,6 +228,8 @@ def test_a_failing_run_is_isolated_recorded_and_resumed(tiny_data, tmp_path, tes
         "--out",
         str(tmp_path),
         "--quiet",
+        "--jobs",
+        "1",  # in this process: the test method is registered here only
     ]
     result = CliRunner().invoke(run, args)
     assert result.exit_code == 1, result.output
@@ -269,3 +271,15 @@ def test_assets_are_prepared_once_and_a_failing_prepare_fails_only_its_runs(
         bad = status[("t-badprep", seed)]
         assert bad.status == "failed" and bad.error == "preparing assets failed: ValueError: no DAE for you"
         assert (bad.run_dir / "failed.json").is_file() and not (bad.run_dir / "model.pt").exists()
+
+
+def test_cpu_default_is_one_run_per_core_with_the_cores_shared_out(monkeypatch):
+    monkeypatch.setattr(sweep, "_gpu_count", lambda: 0)
+    monkeypatch.setattr(sweep, "_cpu_cores", lambda: 2)
+    assert sweep.local_slots(None) == ([None, None], 1)
+    assert sweep.local_slots(1) == ([None], 0)  # one run: torch keeps its default thread count
+    assert sweep.local_slots(None, n_runs=1) == ([None], 0)  # a lone run keeps all the cores
+    monkeypatch.setattr(sweep, "_cpu_cores", lambda: 32)
+    assert sweep.local_slots(None) == ([None] * sweep.CPU_DEFAULT_JOBS, 32 // sweep.CPU_DEFAULT_JOBS)
+    monkeypatch.setattr(sweep, "_gpu_count", lambda: 2)
+    assert sweep.local_slots(None, runs_per_gpu=2) == (["cuda:0", "cuda:1", "cuda:0", "cuda:1"], 8)
