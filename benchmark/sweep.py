@@ -540,7 +540,10 @@ def _asset_key(cfg: RunConfig) -> str | None:
 def _describe(o: RunOutcome) -> str:
     c = o.cfg
     name = f"{c.method}{'-' + c.variant if c.variant else ''} {c.split} s{c.seed}"
-    changed = [f"{k.removeprefix(c.method + '.')}={v}" for k, v in c.changed_settings().items()]
+    try:
+        changed = [f"{k.removeprefix(c.method + '.')}={v}" for k, v in c.changed_settings().items()]
+    except Exception:  # a progress line must never stop a sweep
+        changed = []
     if changed:
         name += f" [{', '.join(changed)}]"
     if o.status == "failed":
@@ -631,7 +634,10 @@ def run_sweep(
         # own copy and all but one would be thrown away).
         from sslbench.datasets.default import default_data_root
 
-        default_data_root()
+        try:
+            default_data_root()
+        except (OSError, RuntimeError) as exc:
+            raise ConfigError(f"built-in dataset: {exc}") from None
     try:
         if pending and backend == "local":
             _run_local(pending, prepares, jobs, runs_per_gpu, bars, on_done)

@@ -19,6 +19,7 @@ each, two dataset seeds): at 64x56x48 and difficulty 1 the 8/0 run was as good a
 600 iterations) because a 32^3 crop sees a quarter of the volume and 300 steps barely fit 80 cases; at 48x48x32 a
 crop holds most of the atrium, 80/0 trains stably, and difficulty 1.5 opens the gap to 6.3 and 9.2 points
 (dataset seeds 0 and 1). Evaluation needs 4 windows per volume instead of 27.
+
 Every case draws from its own `np.random.default_rng([seed, case_index])`, so any case can be rebuilt alone.
 """
 

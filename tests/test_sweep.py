@@ -283,3 +283,26 @@ def test_cpu_default_is_one_run_per_core_with_the_cores_shared_out(monkeypatch):
     assert sweep.local_slots(None) == ([None] * sweep.CPU_DEFAULT_JOBS, 32 // sweep.CPU_DEFAULT_JOBS)
     monkeypatch.setattr(sweep, "_gpu_count", lambda: 2)
     assert sweep.local_slots(None, runs_per_gpu=2) == (["cuda:0", "cuda:1", "cuda:0", "cuda:1"], 8)
+
+
+def test_a_damaged_builtin_dataset_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("SSLBENCH_CACHE", str(tmp_path / "cache"))
+    from sslbench.datasets.default import default_dataset_name
+
+    (tmp_path / "cache" / default_dataset_name()).mkdir(parents=True)  # a folder without dataset.json
+    args = [
+        "--methods",
+        "sup",
+        "--split",
+        "4/0",
+        "--seed-list",
+        "1",
+        "--preset",
+        "smoke",
+        "--out",
+        str(tmp_path),
+    ]
+    result = CliRunner().invoke(main, ["run", *args])
+    assert result.exit_code == 2, result.output
+    assert "built-in dataset:" in result.output and "not a complete dataset" in result.output
+    assert "Traceback" not in result.output
