@@ -34,9 +34,4 @@ class EntropyMin(Method):
         loss_sup = ce_dice_loss(logits[: batch.n_l], batch.y_l)
         loss_unsup = entropy(torch.softmax(logits[batch.n_l :], dim=1)).mean()
         w = self.consistency_weight(self.cfg.w, step, max_steps)
-        return {
-            "loss": loss_sup + w * loss_unsup,
-            "loss_sup": loss_sup,
-            "loss_unsup": loss_unsup,
-            "w_unsup": torch.tensor(w),
-        }
+        return self.consistency_result(loss_sup, loss_unsup, w)

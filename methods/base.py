@@ -91,6 +91,22 @@ class Method(nn.Module):
     def consistency_weight(self, weight: float, step: int, max_steps: int) -> float:
         return rampup_weight(weight, step, max_steps, self.ctx.rampup, self.ctx.rampup_length)
 
+    @staticmethod
+    def consistency_result(
+        loss_sup: torch.Tensor, loss_unsup: torch.Tensor, w: float, **logged: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """The `train_step` result of a "supervised + w * unsupervised" method, with both parts and w logged.
+
+        The names are the ones the report's training curves plot; extra keyword tensors are logged as well.
+        """
+        return {
+            "loss": loss_sup + w * loss_unsup,
+            "loss_sup": loss_sup,
+            "loss_unsup": loss_unsup,
+            "w_unsup": torch.tensor(w),
+            **logged,
+        }
+
     # --- the contract ----------------------------------------------------------------------------------
     student: nn.Module
 

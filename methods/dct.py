@@ -72,12 +72,7 @@ class DCT(Method):
         loss_sup = sdf_supervised_loss(sdf_tanh[:n_l], seg_logit[:n_l], batch.y_l, sdf_gt, self.cfg.beta)
         loss_unsup = torch.mean((sdf_to_prob(sdf_tanh, self.cfg.k) - torch.sigmoid(seg_logit)) ** 2)
         w = self.consistency_weight(self.cfg.w, step, max_steps)
-        return {
-            "loss": loss_sup + w * loss_unsup,
-            "loss_sup": loss_sup,
-            "loss_unsup": loss_unsup,
-            "w_unsup": torch.tensor(w),
-        }
+        return self.consistency_result(loss_sup, loss_unsup, w)
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:

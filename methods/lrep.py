@@ -253,14 +253,7 @@ class LabelingRepresentation(EMATeacherMixin, Method):
         loss_unsup = weighted_consistency(softmax_mse(logits_s, logits_t), weight, cfg)
         loss_sup = ce_dice_loss(logits_s[: batch.n_l], batch.y_l)
         w = self.consistency_weight(cfg.lam, step, max_steps)
-        out = {
-            "loss": loss_sup + w * loss_unsup,
-            "loss_sup": loss_sup,
-            "loss_unsup": loss_unsup,
-            "w_unsup": torch.tensor(w),
-            "u_mean": u.mean(),
-            "weight_mean": weight.mean(),
-        }
+        out = self.consistency_result(loss_sup, loss_unsup, w, u_mean=u.mean(), weight_mean=weight.mean())
         if cfg.variant == "threshold":
             out["certain_frac"] = weight.mean()
             out["threshold"] = torch.tensor(threshold)

@@ -44,12 +44,7 @@ class MeanTeacher(EMATeacherMixin, Method):
         loss_sup = ce_dice_loss(logits_s[: batch.n_l], batch.y_l)
         loss_unsup = softmax_mse(logits_s[batch.n_l :], logits_t).mean()
         w = self.consistency_weight(self.cfg.w, step, max_steps)
-        return {
-            "loss": loss_sup + w * loss_unsup,
-            "loss_sup": loss_sup,
-            "loss_unsup": loss_unsup,
-            "w_unsup": torch.tensor(w),
-        }
+        return self.consistency_result(loss_sup, loss_unsup, w)
 
     def on_after_optimizer_step(self, step: int) -> None:
         self.update_teacher(step, self.cfg.ema_decay)

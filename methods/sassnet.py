@@ -84,12 +84,7 @@ class SASSnet(Method):
         fooled = torch.full((d_logits.shape[0],), LABELED, dtype=torch.long, device=d_logits.device)
         loss_unsup = F.cross_entropy(d_logits, fooled)
         w = self.consistency_weight(self.w, step, max_steps)
-        return {
-            "loss": loss_sup + w * loss_unsup,
-            "loss_sup": loss_sup,
-            "loss_unsup": loss_unsup,
-            "w_unsup": torch.tensor(w),
-        }
+        return self.consistency_result(loss_sup, loss_unsup, w)
 
     def extra_optimizers(self) -> list[torch.optim.Optimizer]:
         return [torch.optim.Adam(self.discriminator.parameters(), lr=self.cfg.d_lr, betas=self.cfg.d_betas)]

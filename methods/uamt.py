@@ -80,14 +80,13 @@ class UAMT(EMATeacherMixin, Method):
         loss_sup = ce_dice_loss(logits_s[: batch.n_l], batch.y_l)
         loss_unsup = masked_mean(softmax_mse(logits_s[batch.n_l :], logits_t), mask)
         w = self.consistency_weight(cfg.w, step, max_steps)
-        return {
-            "loss": loss_sup + w * loss_unsup,
-            "loss_sup": loss_sup,
-            "loss_unsup": loss_unsup,
-            "w_unsup": torch.tensor(w),
-            "certain_frac": mask.mean(),
-            "threshold": torch.tensor(threshold / math.log(2.0)),
-        }
+        return self.consistency_result(
+            loss_sup,
+            loss_unsup,
+            w,
+            certain_frac=mask.mean(),
+            threshold=torch.tensor(threshold / math.log(2.0)),
+        )
 
     def on_after_optimizer_step(self, step: int) -> None:
         self.update_teacher(step, self.cfg.ema_decay)

@@ -95,12 +95,7 @@ class URPC(Method):
         loss_sup = pyramid_supervised_loss([out[:n_l] for out in logits], batch.y_l)
         loss_unsup = rectified_pyramid_consistency([out[n_l:] for out in logits])
         w = self.consistency_weight(self.cfg.w, step, max_steps)
-        return {
-            "loss": loss_sup + w * loss_unsup,
-            "loss_sup": loss_sup,
-            "loss_unsup": loss_unsup,
-            "w_unsup": torch.tensor(w),
-        }
+        return self.consistency_result(loss_sup, loss_unsup, w)
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
