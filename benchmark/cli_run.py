@@ -153,16 +153,14 @@ def results_table(outcomes: list[RunOutcome]) -> str:
     return format_table(header, body)
 
 
-def _backend_line(
-    backend: str, scheduler: str | None, jobs: int | None, runs_per_gpu: int, n_runs: int
-) -> str:
+def _backend_line(backend: str, scheduler: str | None, jobs: int | None, runs_per_gpu: int) -> str:
     if backend == "dask":
         return (
             f"backend: dask, scheduler {scheduler}"
             if scheduler
             else f"backend: dask, local cluster of {jobs or 1}"
         )
-    devices, threads = local_slots(jobs, runs_per_gpu, n_runs)
+    devices, threads = local_slots(jobs, runs_per_gpu)
     where = ", ".join(sorted(set(d for d in devices if d))) or "cpu"
     per_run = f", {threads} threads per run" if threads else ""
     return f"backend: local, {len(devices)} worker(s) on {where}{per_run}"
@@ -255,7 +253,7 @@ def run(
         data_root = str(Path(data_root).expanduser().resolve())  # the same folder for every worker
     configs = expand_grid(methods, list(splits), seeds, preset, parse_sets(sets), data_root)
     out = writable_dir(out or default_out())
-    where = _backend_line(backend, scheduler, jobs, runs_per_gpu, len(configs))
+    where = _backend_line(backend, scheduler, jobs, runs_per_gpu)
     click.echo(f"sweep: {len(configs)} runs into {out}  ({where})")
     click.echo(plan_table(configs, out))
     outcomes = run_sweep(configs, out, jobs, backend, scheduler, runs_per_gpu, force, progress=not quiet)

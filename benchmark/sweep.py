@@ -344,9 +344,7 @@ def _gpu_count() -> int:
         return 0
 
 
-def local_slots(
-    jobs: int | None, runs_per_gpu: int = 1, n_runs: int | None = None
-) -> tuple[list[str | None], int]:
+def local_slots(jobs: int | None, runs_per_gpu: int = 1) -> tuple[list[str | None], int]:
     """The device of each local worker slot and the torch threads per run (0 = leave torch's default).
 
     On a CUDA machine: `runs_per_gpu` slots per visible GPU by default; `jobs` slots spread round-robin over the
@@ -360,8 +358,9 @@ def local_slots(
     if runs_per_gpu < 1:
         raise ConfigError(f"--runs-per-gpu {runs_per_gpu}: expected at least 1")
     n_gpu = _gpu_count()
-    # The CPU default never makes more slots than runs: a lone run keeps all the cores.
-    n_jobs = jobs or (n_gpu * runs_per_gpu if n_gpu else min(_cpu_cores(), CPU_DEFAULT_JOBS, n_runs or 10**6))
+    # Not capped by the number of runs left: the thread count changes float reduction order, so it must depend
+    # on the machine and --jobs only, or resuming a sweep would change the numbers of its last runs.
+    n_jobs = jobs or (n_gpu * runs_per_gpu if n_gpu else min(_cpu_cores(), CPU_DEFAULT_JOBS))
     devices: list[str | None] = [f"cuda:{k % n_gpu}" for k in range(n_jobs)] if n_gpu else [None] * n_jobs
     threads = max(1, _cpu_cores() // n_jobs) if n_jobs > 1 else 0
     return devices, threads
@@ -398,7 +397,7 @@ def _run_local(
     progress_runs: bool,
     on_done: Callable[[RunOutcome], None],
 ) -> None:
-    devices, threads = local_slots(jobs, runs_per_gpu, len(pending))
+    devices, threads = local_slots(jobs, runs_per_gpu)
     progress_runs = progress_runs and len(devices) == 1  # per-run bars only in the foreground
     if len(devices) == 1:
         executor: Any = _InlineExecutor()

@@ -278,7 +278,6 @@ def test_cpu_default_is_one_run_per_core_with_the_cores_shared_out(monkeypatch):
     monkeypatch.setattr(sweep, "_cpu_cores", lambda: 2)
     assert sweep.local_slots(None) == ([None, None], 1)
     assert sweep.local_slots(1) == ([None], 0)  # one run: torch keeps its default thread count
-    assert sweep.local_slots(None, n_runs=1) == ([None], 0)  # a lone run keeps all the cores
     monkeypatch.setattr(sweep, "_cpu_cores", lambda: 32)
     assert sweep.local_slots(None) == ([None] * sweep.CPU_DEFAULT_JOBS, 32 // sweep.CPU_DEFAULT_JOBS)
     monkeypatch.setattr(sweep, "_gpu_count", lambda: 2)
