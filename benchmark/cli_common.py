@@ -71,3 +71,29 @@ set_option = click.option(
     metavar="KEY=VALUE",
     help="Override a config field, e.g. train.iterations=500 or mt.w=0.2 (repeatable).",
 )
+
+
+def execution_options(fn):
+    """--jobs, --backend, --scheduler and --runs-per-gpu: where the runs of a sweep go (bench run, bench table)."""
+    options = [
+        click.option(
+            "--jobs",
+            type=int,
+            default=None,
+            help="Parallel runs [default: one per GPU (x --runs-per-gpu), else one per CPU core up to 8]. "
+            "CPU cores are shared out.",
+        ),
+        click.option("--backend", type=click.Choice(["local", "dask"]), default="local", show_default=True),
+        click.option(
+            "--scheduler",
+            default=None,
+            metavar="ADDRESS",
+            help="Dask scheduler, e.g. tcp://10.0.0.5:8786 (without it: a local Dask cluster of --jobs).",
+        ),
+        click.option(
+            "--runs-per-gpu", type=int, default=1, show_default=True, help="Pack several small runs per GPU."
+        ),
+    ]
+    for option in reversed(options):  # click lists options in decorator order, top first
+        fn = option(fn)
+    return fn

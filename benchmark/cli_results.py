@@ -9,6 +9,7 @@ import click
 from sslbench.benchmark.cli_common import (
     data_option,
     default_out,
+    execution_options,
     friendly_errors,
     preset_option,
     set_option,
@@ -35,15 +36,7 @@ from sslbench.benchmark.config import ConfigError, parse_sets
     default=None,
     help="Folder of the run folders (default: runs/). Finished runs there are reused, not retrained.",
 )
-@click.option(
-    "--jobs",
-    type=int,
-    default=None,
-    help="Parallel runs (default: one per GPU, else one per CPU core up to 8).",
-)
-@click.option("--backend", type=click.Choice(["local", "dask"]), default="local", show_default=True)
-@click.option("--scheduler", default=None, help="Dask scheduler address (with --backend dask).")
-@click.option("--runs-per-gpu", type=int, default=1, show_default=True)
+@execution_options
 @click.option(
     "--render-dir",
     type=click.Path(path_type=Path),

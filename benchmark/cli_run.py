@@ -17,6 +17,7 @@ import numpy as np
 from sslbench.benchmark.cli_common import (
     data_option,
     default_out,
+    execution_options,
     friendly_errors,
     preset_option,
     set_option,
@@ -200,23 +201,7 @@ def _backend_line(backend: str, scheduler: str | None, jobs: int | None, runs_pe
     default=None,
     help="Parent folder of the run folders [default: runs/].",
 )
-@click.option(
-    "--jobs",
-    type=int,
-    default=None,
-    help="Parallel runs [default: one per GPU (x --runs-per-gpu), else one per CPU core up to 8]. "
-    "CPU cores are shared out.",
-)
-@click.option("--backend", type=click.Choice(["local", "dask"]), default="local", show_default=True)
-@click.option(
-    "--scheduler",
-    default=None,
-    metavar="ADDRESS",
-    help="Dask scheduler, e.g. tcp://10.0.0.5:8786 (without it: a local Dask cluster of --jobs).",
-)
-@click.option(
-    "--runs-per-gpu", type=int, default=1, show_default=True, help="Pack several small runs per GPU."
-)
+@execution_options
 @click.option("--force", is_flag=True, help="Redo finished runs (their folders are emptied first).")
 @click.option("--quiet", is_flag=True, help="No progress bars: one line per finished run.")
 @click.pass_context
