@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from sslbench.datasets.batches import TwoStreamBatches, to_tensors
 from sslbench.datasets.la import Volume, open_dataset
 from sslbench.datasets.synthetic import DEFAULT_SIZE, synth_case
-from sslbench.methods.dct import DCT
+from sslbench.methods.algorithms.dtc import DCT
 from sslbench.methods.sdf import compute_sdf, compute_sdf_reference
 
 QUICK_PATCH = (32, 32, 32)

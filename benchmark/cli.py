@@ -75,9 +75,9 @@ def eval_cmd(run_dir, data_root, quiet):
 @main.command()
 def methods():
     """List the registered methods with their #K (passes per unlabeled volume for uncertainty)."""
-    from sslbench.methods.registry import list_methods, load_plugins
+    from sslbench.methods.registry import discover, list_methods
 
-    for problem in load_plugins():
+    for problem in discover():
         click.echo(f"warning: {problem}", err=True)
     rows = [
         (m.name, m.k_label, m.family, ", ".join(m.variants) or "-", ", ".join(m.aliases) or "-", m.paper)

@@ -21,7 +21,7 @@ def friendly_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         from sslbench.benchmark.trainer import RunFailed
-        from sslbench.methods.dae_training import DAETrainingError
+        from sslbench.methods.algorithms.lrep.dae_training import DAETrainingError
 
         try:
             return fn(*args, **kwargs)

@@ -29,7 +29,7 @@ def train_cmd(split, seed, data_root, preset, sets, quiet):
     The DAE is the one an lrep run with the same options would use (e.g. --set lrep.dae_iterations=2000).
     """
     from sslbench.benchmark.trainer import RunFailed, prepare_assets
-    from sslbench.methods.dae_training import DAETrainingError
+    from sslbench.methods.algorithms.lrep.dae_training import DAETrainingError
 
     cfg = build_config("lrep", split, seed, preset, parse_sets(sets), data_root)
     try:

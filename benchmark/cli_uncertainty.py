@@ -46,7 +46,7 @@ def compute_view(
     from sslbench.benchmark.evaluate import sliding_window_probs
     from sslbench.benchmark.io import read_json
     from sslbench.benchmark.trainer import RunFailed, Trainer
-    from sslbench.methods.lrep import dae_input_map, uncertainty_map
+    from sslbench.methods.algorithms.lrep import dae_input_map, uncertainty_map
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from sslbench.datasets.splits import parse_split
-from sslbench.methods.registry import get_method
+from sslbench.methods.registry import find_method, get_method
 
 DEFAULT_SEEDS = (1337, 1338, 1339)  # UA-MT's default seed 1337, then the next two
 
@@ -68,7 +68,10 @@ class EvalConfig:
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The LA protocol of the references and the seed paper (a GPU job).
-    "paper": {},
+    "paper": {
+        # lrep's DAE: the paper halves its lr every 5000 steps; 20000 steps (within methods.md's 20k-50k).
+        "lrep.dae_iterations": 20000,
+    },
     # A CPU proxy: one run in well under a minute on 2 cores, on the synthetic default.
     "quick": {
         "data.patch": (32, 32, 32),
@@ -276,6 +279,11 @@ def _validate(cfg: RunConfig) -> None:
             raise ConfigError(message)
 
 
+def _other_method_section(key: str, method_keys: set[str]) -> bool:
+    section = key.partition(".")[0]
+    return section not in ("data", "train", "eval", *method_keys) and find_method(section) is not None
+
+
 def build_config(
     method: str,
     split: str,
@@ -301,7 +309,10 @@ def build_config(
     cfg = RunConfig(info.name, str(parsed_split), seed, preset, method_cfg=info.cls.Config())
     sections = {"data": cfg.data, "train": cfg.train, "eval": cfg.eval, "method": cfg.method_cfg}
     method_keys = {info.name, *info.aliases}
-    overrides: list[tuple[str, Any]] = list(PRESETS[preset].items())
+    # A preset may hold defaults for several methods' sections; those of other methods are skipped.
+    overrides: list[tuple[str, Any]] = [
+        (k, v) for k, v in PRESETS[preset].items() if not _other_method_section(k, method_keys)
+    ]
     overrides += [(f"train.{k}", v) for k, v in info.cls.train_defaults.items()]
     if data_root is not None:
         overrides.append(("data.root", data_root))

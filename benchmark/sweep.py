@@ -38,7 +38,7 @@ from typing import Any
 
 from sslbench.benchmark.config import DEFAULT_SEEDS, ConfigError, RunConfig, build_config, config_from_dict
 from sslbench.benchmark.io import read_json, write_json
-from sslbench.benchmark.trainer import RunFailed, prepare_assets, train_run
+from sslbench.benchmark.trainer import RunFailed, asset_key, prepare_assets, train_run
 from sslbench.datasets.splits import parse_split
 from sslbench.methods.registry import MethodInfo, UnknownMethodError, canonical_name, get_method, list_methods
 
@@ -532,7 +532,7 @@ def _run_dask(
 # The sweep
 # ------------------------------------------------------------------------------------------------------------
 def _asset_key(cfg: RunConfig) -> str | None:
-    key = get_method(cfg.method).cls.asset_key(cfg)
+    key = asset_key(cfg)
     return None if key is None else f"{cfg.method}:{key}"
 
 

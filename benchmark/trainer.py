@@ -21,7 +21,7 @@ import random
 import resource
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -47,30 +47,23 @@ class RunFailed(RuntimeError):
     """A run stopped on purpose (non-finite loss, incompatible checkpoint...); the message says why."""
 
 
-@dataclass
-class RunResources:
-    """What `Method.prepare_assets` may use: the data of this run only (never test labels)."""
+class AssetStore:
+    """The `AssetCache` of a run: prepared assets stored once per key under the cache folder.
 
-    cfg: RunConfig
-    dataset: LADataset
-    labeled_ids: list[str]
-    unlabeled_ids: list[str]
-    device: torch.device
-    cache_dir: Path
-    progress: bool = False
-    info: dict[str, Any] = field(default_factory=dict)  # what the assets want recorded in config.json
+    Keys must name everything an asset depends on (dataset, split ids, seed, config); the methods package stays
+    free of file IO by handing its builder to `cached`. Writes are atomic, so parallel sweep workers at worst
+    build the same asset twice and never read half of one. `info` is what config.json records of each asset.
+    """
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.info: dict[str, dict[str, Any]] = {}
 
     def cached(self, kind: str, key: dict[str, Any], build) -> Any:
-        """Return `build()`'s result, stored once per `key` under the cache folder and reused afterwards.
-
-        `key` must name everything the asset depends on (dataset, split ids, seed, config); the methods package
-        stays free of file IO by handing its builder to this function. Writes are atomic, so parallel sweep
-        workers at worst build the same asset twice and never read half of one.
-        """
         import hashlib
 
         digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
-        path = self.cache_dir / kind / f"{digest}.pt"
+        path = self.root / kind / f"{digest}.pt"
         self.info[kind] = {"cache": str(path), "key": key}
         if path.is_file():
             try:
@@ -81,6 +74,9 @@ class RunResources:
         save_torch(path, {"key": key, "asset": asset})
         (path.parent / f"{digest}.json").write_text(json.dumps(key, indent=2, default=str))
         return asset
+
+    def record(self, kind: str, info: dict[str, Any]) -> None:
+        self.info.setdefault(kind, {}).update(info)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -98,6 +94,47 @@ def dataset_for(cfg: RunConfig) -> LADataset:
 
         return open_dataset(default_data_root(), cfg.data.spacing)
     return open_dataset(cfg.data.root, cfg.data.spacing)
+
+
+def split_ids(cfg: RunConfig, dataset: LADataset) -> tuple[list[str], list[str]]:
+    """The labeled and unlabeled case ids of the run's split (the first N of train.list are labeled)."""
+    try:
+        return parse_split(cfg.split).resolve(dataset.train_ids)
+    except ValueError as exc:
+        raise ConfigError(f"--split {cfg.split} on {dataset.root}: {exc}") from None
+
+
+def method_context(
+    cfg: RunConfig,
+    dataset: LADataset,
+    labeled_ids: list[str],
+    unlabeled_ids: list[str],
+    device: torch.device,
+    progress: bool = False,
+    cache: AssetStore | None = None,
+) -> MethodContext:
+    """The `MethodContext` of a run: what its method may know (never the run config itself)."""
+    labeled = tuple(labeled_ids)
+    return MethodContext(
+        n_classes=2,
+        n_filters=cfg.train.n_filters,
+        normalization=cfg.train.normalization,
+        patch=tuple(cfg.data.patch),
+        spacing=(dataset.spacing,) * 3,
+        iterations=cfg.train.iterations,
+        seed=cfg.seed,
+        n_labeled=len(labeled_ids),
+        n_unlabeled=len(unlabeled_ids),
+        rampup=cfg.train.rampup,
+        rampup_length=cfg.train.rampup_length,
+        dataset_id=str(dataset.root),
+        labeled_ids=labeled,
+        labeled_masks=lambda: [dataset.volume(i).label for i in labeled],
+        device=str(device),
+        num_workers=resolve_workers(cfg.data.num_workers, device, cfg.train.threads),
+        progress=progress,
+        cache=cache,
+    )
 
 
 def cache_dir() -> Path:
@@ -260,11 +297,7 @@ class Trainer:
         configure_backends(cfg.train.deterministic)
         self.info = get_method(cfg.method)
         self.dataset = dataset_for(cfg)
-        split = parse_split(cfg.split)
-        try:
-            self.labeled_ids, self.unlabeled_ids = split.resolve(self.dataset.train_ids)
-        except ValueError as exc:
-            raise ConfigError(f"--split {cfg.split} on {self.dataset.root}: {exc}") from None
+        self.labeled_ids, self.unlabeled_ids = split_ids(cfg, self.dataset)
         # Read (and validate) every volume the run will touch now, not after hours of training.
         self.dataset.volumes(self.labeled_ids + self.unlabeled_ids + self.dataset.test_ids)
 
@@ -297,31 +330,22 @@ class Trainer:
         return predict
 
     # ---------------------------------------------------------------------------------------------------
-    def resources(self) -> RunResources:
-        """What `prepare_assets` sees; its config has `data.num_workers` resolved (no -1 auto sentinel)."""
-        workers = resolve_workers(self.cfg.data.num_workers, self.device, self.cfg.train.threads)
-        cfg = replace(self.cfg, data=replace(self.cfg.data, num_workers=workers))
-        return RunResources(
-            cfg, self.dataset, self.labeled_ids, self.unlabeled_ids, self.device, cache_dir(), self.progress
+    def context(self, cache: AssetStore | None = None) -> MethodContext:
+        """What the method may know about this run (`MethodContext`); `cache` for `prepare_assets`."""
+        return method_context(
+            self.cfg, self.dataset, self.labeled_ids, self.unlabeled_ids, self.device, self.progress, cache
         )
+
+    def prepare(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Run the method's `prepare_assets`; returns (the assets, what config.json records about them)."""
+        store = AssetStore(cache_dir())
+        assets = self.info.cls.prepare_assets(self.cfg.method_cfg, self.context(store))
+        return assets, store.info
 
     def build_method(self) -> Method:
         cfg = self.cfg
-        resources = self.resources()
-        assets = self.info.cls.prepare_assets(cfg.method_cfg, resources)
-        self.asset_info = resources.info
-        ctx = MethodContext(
-            n_classes=2,
-            n_filters=cfg.train.n_filters,
-            normalization=cfg.train.normalization,
-            patch=tuple(cfg.data.patch),
-            n_labeled=len(self.labeled_ids),
-            n_unlabeled=len(self.unlabeled_ids),
-            rampup=cfg.train.rampup,
-            rampup_length=cfg.train.rampup_length,
-            assets=assets,
-        )
-        method = self.info.cls(cfg.method_cfg, ctx).to(self.device)
+        assets, self.asset_info = self.prepare()
+        method = self.info.cls(cfg.method_cfg, replace(self.context(), assets=assets)).to(self.device)
         if cfg.train.channels_last:
             # NDHWC weights: cuDNN's tensor-core kernels and oneDNN's blocked CPU kernels both prefer this layout
             # (measured on CPU: an MT step at the quick preset 0.76x the time); activations follow the weights.
@@ -559,12 +583,21 @@ class Trainer:
 def prepare_assets(cfg: RunConfig, progress: bool = False) -> dict:
     """Build (or load from the cache) what a run's method needs before training, e.g. lrep's DAE.
 
-    Sweeps call this once per distinct `Method.asset_key` before the runs that need it.
+    Sweeps call this once per distinct `Method.asset_key` before the runs that need it. Returns what config.json
+    records about each asset.
     """
-    trainer = Trainer(cfg, Path("."), progress)
-    resources = trainer.resources()
-    trainer.info.cls.prepare_assets(cfg.method_cfg, resources)
-    return resources.info
+    return Trainer(cfg, Path("."), progress).prepare()[1]
+
+
+def asset_key(cfg: RunConfig) -> str | None:
+    """The method's key for the assets of run `cfg` (None: it prepares nothing). Opens the dataset's lists."""
+    cls = get_method(cfg.method).cls
+    if cls.asset_key.__func__ is Method.asset_key.__func__:
+        return None  # the default: nothing to prepare (and no dataset to open)
+    dataset = dataset_for(cfg)
+    labeled, unlabeled = split_ids(cfg, dataset)
+    ctx = method_context(cfg, dataset, labeled, unlabeled, resolve_device(cfg.train.device))
+    return cls.asset_key(cfg.method_cfg, ctx)
 
 
 def train_run(cfg: RunConfig, out_dir: Path, progress: bool = True, resume: bool = False) -> dict:

@@ -9,9 +9,9 @@ second network with its own optimiser (SASSnet's discriminator).
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -48,19 +48,48 @@ class Batch:
         )
 
 
+class AssetCache(Protocol):
+    """Where prepared assets are kept (the benchmark provides it): the methods package does no file IO."""
+
+    def cached(self, kind: str, key: dict[str, Any], build: Callable[[], Any]) -> Any:
+        """`build()`'s result, stored once per `key` (everything the asset depends on) and reused afterwards."""
+
+    def record(self, kind: str, info: dict[str, Any]) -> None:
+        """Add `info` to what the run's config.json records about the asset `kind` (e.g. a quality report)."""
+
+
 @dataclass(frozen=True)
 class MethodContext:
-    """What a method may know about the run when it builds its networks."""
+    """What a method may know about its run: at build time, and at prepare time (the data fields).
 
-    n_classes: int = 2
+    Methods read this, never the benchmark's run configuration or preset names: a preset-dependent default is a
+    preset value of the method's own config section.
+    """
+
+    n_classes: int = 2  # including the background
+    in_channels: int = 1
     n_filters: int = 16
     normalization: str = "batchnorm"
-    patch: tuple[int, int, int] = (112, 112, 80)
+    patch: tuple[int, int, int] = (112, 112, 80)  # training crop (W, H, D) in voxels
+    spacing: tuple[float, float, float] = (0.625, 0.625, 0.625)  # mm per axis
+    iterations: int = 6000  # the student's optimisation steps
+    seed: int = 1337
     n_labeled: int = 8
     n_unlabeled: int = 72
     rampup: str = "staircase"  # or "gaussian" (the paper's continuous form)
     rampup_length: int = 40
-    assets: dict[str, Any] = field(default_factory=dict)  # prepared once before training (e.g. a trained DAE)
+    # --- prepare time (`prepare_assets`, `asset_key`): this run's training data only, never test labels ---
+    dataset_id: str = ""  # names the dataset in asset keys (its folder)
+    labeled_ids: tuple[str, ...] = ()
+    labeled_masks: Callable[[], list[np.ndarray]] | None = None  # loads this split's labeled label volumes
+    device: str = "cpu"
+    num_workers: int = 0  # loader processes a preparation may use
+    progress: bool = False
+    cache: AssetCache | None = None
+    # --- build time ---
+    assets: dict[str, Any] = field(
+        default_factory=dict
+    )  # what `prepare_assets` returned (e.g. a trained DAE)
 
 
 @dataclass(frozen=True)
@@ -143,11 +172,11 @@ class Method(nn.Module):
 
     # --- assets prepared once per run (e.g. a pretrained DAE) -----------------------------------------
     @classmethod
-    def prepare_assets(cls, cfg: Any, run: Any) -> dict[str, Any]:
-        """Build what the method needs before training; the result becomes `ctx.assets`.
+    def prepare_assets(cls, cfg: Any, ctx: MethodContext) -> dict[str, Any]:
+        """Build what the method needs before training; the result becomes `ctx.assets` of the built method.
 
-        `run` is the trainer's RunResources: the dataset, this split's labeled/unlabeled ids, the device, and
-        `run.cached(kind, key, build)` for assets stored once and reused by every run with the same key.
+        `ctx` carries this split's labeled ids and masks, the device, and `ctx.cache.cached(kind, key, build)`
+        for assets stored once and reused by every run with the same key.
         """
         return {}
 
@@ -157,7 +186,7 @@ class Method(nn.Module):
         return cfg
 
     @classmethod
-    def asset_key(cls, run_cfg: Any) -> str | None:
+    def asset_key(cls, cfg: Any, ctx: MethodContext) -> str | None:
         """A key shared by runs that need the same prepared assets (None: nothing to prepare).
 
         Sweeps prepare each distinct key once, before the runs that need it.

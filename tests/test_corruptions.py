@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage
 from skimage import morphology as skmorph
 
-from sslbench.methods import corruptions as C
+from sslbench.methods.algorithms.lrep import corruptions as C
 
 
 def disk_slice(size: int = 96, radius: int = 20, center: tuple[int, int] | None = None) -> np.ndarray:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
@@ -12,19 +11,26 @@ from click.testing import CliRunner
 
 import sslbench.methods  # noqa: F401  (registers the built-in methods)
 from sslbench.benchmark.config import build_config
-from sslbench.benchmark.trainer import RunResources, Trainer, train_run
-from sslbench.methods import lrep as lrep_mod
+from sslbench.benchmark.trainer import AssetStore, Trainer, asset_key, train_run
+from sslbench.methods.algorithms import lrep as lrep_mod
+from sslbench.methods.algorithms.lrep import (
+    LabelingRepresentation,
+    LRepConfig,
+    uncertainty_map,
+    weighted_consistency,
+)
 from sslbench.methods.base import Batch, MethodContext
-from sslbench.methods.lrep import LabelingRepresentation, LRepConfig, uncertainty_map, weighted_consistency
 from sslbench.methods.networks.dae import LabelDAE
 
 PATCH = (16, 16, 16)
 DAE_STEPS = {"lrep.dae_iterations": 3}
 
 
-def resources(cfg, cache_dir) -> RunResources:
-    """The trainer's own resources for `cfg`, with a private cache folder."""
-    return dataclasses.replace(Trainer(cfg, cache_dir, progress=False).resources(), cache_dir=cache_dir)
+def prepared(cfg, cache_dir) -> tuple[Trainer, MethodContext, AssetStore]:
+    """The trainer's own method context for `cfg`, with a private cache folder."""
+    trainer = Trainer(cfg, cache_dir, progress=False)
+    store = AssetStore(cache_dir)
+    return trainer, trainer.context(store), store
 
 
 @pytest.fixture
@@ -43,68 +49,70 @@ def spy_train_dae(monkeypatch):
 
 def test_dae_is_trained_on_labeled_masks_only_and_cached(tiny_data, tmp_path, spy_train_dae, monkeypatch):
     cfg = build_config("lrep", "3/5", 11, "smoke", DAE_STEPS, str(tiny_data))
-    run = resources(cfg, tmp_path)
-    ds = run.dataset
+    trainer, ctx, store = prepared(cfg, tmp_path)
+    ds = trainer.dataset
     requested: list[str] = []
     real_volume = ds.volume
     monkeypatch.setattr(ds, "volume", lambda case_id: requested.append(case_id) or real_volume(case_id))
 
     rng_before = torch.get_rng_state()
-    assets = LabelingRepresentation.prepare_assets(cfg.method_cfg, run)
+    assets = LabelingRepresentation.prepare_assets(cfg.method_cfg, ctx)
     # Training the DAE (vs loading it) must not move the global RNG the student is then initialised from.
     assert torch.equal(torch.get_rng_state(), rng_before)
 
     assert len(spy_train_dae) == 1
-    assert set(requested) == set(run.labeled_ids) == set(ds.train_ids[:3])
+    assert set(requested) == set(trainer.labeled_ids) == set(ds.train_ids[:3])
     seen = spy_train_dae[0]
     assert len(seen) == 3 and all(
-        m is real_volume(i).label for m, i in zip(seen, run.labeled_ids, strict=True)
+        m is real_volume(i).label for m, i in zip(seen, trainer.labeled_ids, strict=True)
     )
-    for other in run.unlabeled_ids + ds.test_ids:  # never an unlabeled or a test label
+    for other in trainer.unlabeled_ids + ds.test_ids:  # never an unlabeled or a test label
         assert not any(m is real_volume(other).label for m in seen)
-    info = run.info["dae"]
-    assert info["built_now"] and info["key"]["labeled_ids"] == run.labeled_ids
+    info = store.info["dae"]
+    assert info["built_now"] and info["key"]["labeled_ids"] == trainer.labeled_ids
     assert {"dice_corrupted_vs_clean", "dice_dae_vs_clean", "train_s"} <= set(info["report"])
     assert 0.0 <= info["report"]["dice_dae_vs_clean"] <= 1.0
 
     # Second time: a cache hit, no training, the same weights.
-    again = resources(cfg, tmp_path)
+    _, again, again_store = prepared(cfg, tmp_path)
     assets2 = LabelingRepresentation.prepare_assets(cfg.method_cfg, again)
-    assert len(spy_train_dae) == 1 and not again.info["dae"]["built_now"]
+    assert len(spy_train_dae) == 1 and not again_store.info["dae"]["built_now"]
     assert all(torch.equal(assets["dae"][k], assets2["dae"][k]) for k in assets["dae"])
 
     # Another seed is another DAE.
     other_seed = build_config("lrep", "3/5", 12, "smoke", DAE_STEPS, str(tiny_data))
-    LabelingRepresentation.prepare_assets(other_seed.method_cfg, resources(other_seed, tmp_path))
+    LabelingRepresentation.prepare_assets(other_seed.method_cfg, prepared(other_seed, tmp_path)[1])
     assert len(spy_train_dae) == 2
 
 
 def test_asset_key_identifies_the_dae(tiny_data):
     def key(split="3/5", seed=1, **sets):
-        return LabelingRepresentation.asset_key(
-            build_config("lrep", split, seed, "smoke", sets, str(tiny_data))
-        )
+        return asset_key(build_config("lrep", split, seed, "smoke", sets, str(tiny_data)))
 
     assert key() == key("3/4")  # same labeled masks: same DAE, whatever the unlabeled part
     assert key() == key(**{"lrep.beta": 2.0, "lrep.lam": 0.5})  # segmentation settings do not change the DAE
     assert len({key(), key("4/5"), key(seed=2), key(**{"lrep.dae_loss": "mse+dice"}), key(**DAE_STEPS)}) == 5
 
 
+def _ctx(cfg, spacing: float = 0.625) -> MethodContext:
+    return MethodContext(iterations=cfg.train.iterations, spacing=(spacing,) * 3)
+
+
 def test_dae_iterations_scale_with_the_preset():
     quick = build_config("lrep", "8/72", 1, "quick")
     paper = build_config("lrep", "8/72", 1, "paper")
-    q = lrep_mod.dae_config(quick.method_cfg, quick)
-    p = lrep_mod.dae_config(paper.method_cfg, paper)
+    q = lrep_mod.dae_config(quick.method_cfg, _ctx(quick))
+    p = lrep_mod.dae_config(paper.method_cfg, _ctx(paper))
     assert q.iterations == 2 * quick.train.iterations and q.halve_every == round(q.iterations / 4)
     assert (p.iterations, p.halve_every) == (20000, 5000)  # the paper's halving every 5000
     assert paper.train.lr == 0.1 and paper.train.lr_policy == "cosine" and paper.train.rampup == "gaussian"
     fixed = build_config("lrep", "8/72", 1, "quick", {"lrep.dae_iterations": 1000})
-    assert lrep_mod.dae_config(fixed.method_cfg, fixed).halve_every == 250
+    assert lrep_mod.dae_config(fixed.method_cfg, _ctx(fixed)).halve_every == 250
     own = build_config("lrep", "8/72", 1, "quick", {"lrep.dae_halve_every": 100})
-    assert lrep_mod.dae_config(own.method_cfg, own).halve_every == 100
+    assert lrep_mod.dae_config(own.method_cfg, _ctx(own)).halve_every == 100
     # Corruption sizes are LA voxels scaled to the data's spacing: unchanged on LA, halved on la-half.
-    assert lrep_mod.dae_config(paper.method_cfg, paper, 0.625).corruption.swap_radius == (3, 8)
-    half = lrep_mod.dae_config(paper.method_cfg, paper, 1.25).corruption
+    assert lrep_mod.dae_config(paper.method_cfg, _ctx(paper)).corruption.swap_radius == (3, 8)
+    half = lrep_mod.dae_config(paper.method_cfg, _ctx(paper, 1.25)).corruption
     assert half.swap_radius == (2, 4) and half.morph_radius == (1, 2) and half.shape_max_size == 8
 
 

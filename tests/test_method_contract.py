@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
-import sslbench.methods  # noqa: F401  (registers the built-in methods)
 from sslbench.benchmark.passes import count_passes
-from sslbench.methods.base import Batch, Method, MethodContext
+from sslbench.methods.base import Batch, MethodContext
 from sslbench.methods.registry import list_methods
 
 PATCH = (16, 16, 16)
@@ -34,29 +34,50 @@ def make_batch(info, n_l=2, n_u=2) -> Batch:
     return Batch(x_l, y_l, x_u, extras)
 
 
-def build(info, variant, request):
-    """A tiny instance of the method (n_filters 2); assets (e.g. a DAE) are prepared by the real trainer hook."""
+class MemoryCache:
+    """An in-memory `AssetCache`: the contract test builds every method without the benchmark's trainer."""
+
+    def __init__(self):
+        self.assets: dict[str, object] = {}
+        self.info: dict[str, dict] = {}
+
+    def cached(self, kind, key, build):
+        name = f"{kind}:{sorted(key.items())}"
+        if name not in self.assets:
+            self.assets[name] = build()
+        return self.assets[name]
+
+    def record(self, kind, info):
+        self.info.setdefault(kind, {}).update(info)
+
+
+def tiny_masks() -> list[np.ndarray]:
+    """Two labeled masks of 20^3 voxels: a box and a ball."""
+    box = np.zeros((20, 20, 20), dtype=np.uint8)
+    box[5:15, 6:14, 4:16] = 1
+    grid = np.indices((20, 20, 20)) - 10
+    ball = ((grid**2).sum(axis=0) <= 36).astype(np.uint8)
+    return [box, ball]
+
+
+def build(info, variant):
+    """A tiny instance of the method (n_filters 2), its assets (e.g. a DAE) prepared from tiny masks."""
     cfg = info.cls.Config()
     if variant is not None:
         cfg = dataclasses.replace(cfg, variant=variant)
-    ctx = MethodContext(n_filters=2, patch=PATCH, n_labeled=2, n_unlabeled=2)
-    assets = {}
-    if info.cls.prepare_assets.__func__ is not Method.prepare_assets.__func__:
-        from sslbench.benchmark.config import build_config
-        from sslbench.benchmark.trainer import RunResources, Trainer, cache_dir
-
-        split = "2/2" if info.cls.uses_unlabeled else "2/0"
-        run_cfg = build_config(info.name, split, 0, "smoke", {}, str(request.getfixturevalue("tiny_data")))
-        trainer = Trainer(run_cfg, request.getfixturevalue("tmp_path"), progress=False)
-        resources = RunResources(
-            run_cfg,
-            trainer.dataset,
-            trainer.labeled_ids,
-            trainer.unlabeled_ids,
-            torch.device("cpu"),
-            cache_dir(),
-        )
-        assets = info.cls.prepare_assets(run_cfg.method_cfg, resources)
+    ctx = MethodContext(
+        n_filters=2,
+        patch=PATCH,
+        iterations=3,  # prepared assets that scale with the run (lrep's DAE) stay tiny
+        seed=0,
+        n_labeled=2,
+        n_unlabeled=2,
+        dataset_id="tiny",
+        labeled_ids=("a", "b"),
+        labeled_masks=tiny_masks,
+        cache=MemoryCache(),
+    )
+    assets = info.cls.prepare_assets(cfg, ctx)
     torch.manual_seed(0)
     method = info.cls(cfg, dataclasses.replace(ctx, assets=assets))
     method.train()
@@ -77,8 +98,8 @@ def check_unlabeled_reaches_student(name, method, out) -> None:
 
 
 @pytest.mark.parametrize("info,variant", method_cases())
-def test_contract(info, variant, request):
-    method = build(info, variant, request)
+def test_contract(info, variant):
+    method = build(info, variant)
     batch = make_batch(info)
     max_steps = 10
     # A late step: every ramp-up is above zero, so the unlabeled term must carry gradient.
@@ -131,7 +152,7 @@ def test_ema_warmup_copies_student_at_step0():
 
 def test_contract_catches_detached_student(monkeypatch):
     """The contract's unlabeled-gradient check fails when MT's consistency compares against a detached student."""
-    from sslbench.methods import mt
+    from sslbench.methods.algorithms import mt
 
     original = mt.softmax_mse
     monkeypatch.setattr(mt, "softmax_mse", lambda a, b: original(a.detach(), b))

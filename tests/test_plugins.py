@@ -31,10 +31,10 @@ def installed_plugin(tmp_path, monkeypatch):
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-ssl-plugin\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[sslbench.methods]\nentmin = my_ssl_plugin\n")
     monkeypatch.syspath_prepend(str(site))
-    monkeypatch.setattr(registry, "_plugins_loaded", False)
+    monkeypatch.setattr(registry, "_discovered", False)  # discover again, now with the plugin on sys.path
     yield
     registry.unregister("entmin")
-    monkeypatch.setattr(registry, "_plugins_loaded", True)
+    monkeypatch.setattr(registry, "_discovered", True)
 
 
 def test_plugin_method_listed_and_trains(installed_plugin, tiny_data, tmp_path):

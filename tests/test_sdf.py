@@ -11,8 +11,8 @@ from torch.utils.data import DataLoader
 
 from sslbench.datasets.batches import TwoStreamBatches, to_tensors
 from sslbench.datasets.la import Volume
-from sslbench.methods.dct import DCT
-from sslbench.methods.sassnet import SASSnet
+from sslbench.methods.algorithms.dtc import DCT
+from sslbench.methods.algorithms.sassnet import SASSnet
 from sslbench.methods.sdf import compute_sdf, compute_sdf_reference, sdf_fast, sdf_reference
 
 

@@ -8,12 +8,12 @@ import torch
 import sslbench.methods  # noqa: F401  (registers the built-in methods)
 from sslbench.benchmark.config import build_config
 from sslbench.benchmark.trainer import train_run
+from sslbench.methods.algorithms.dtc import DCT, DCTConfig
+from sslbench.methods.algorithms.sassnet import SASSnet, SASSnetConfig
 from sslbench.methods.base import Batch, MethodContext
-from sslbench.methods.dct import DCT, DCTConfig
 from sslbench.methods.networks.discriminator import FC3DDiscriminator
 from sslbench.methods.networks.vnet_sdf import VNetSDF
 from sslbench.methods.registry import get_method
-from sslbench.methods.sassnet import SASSnet, SASSnetConfig
 
 PATCH = (16, 16, 16)
 
@@ -71,7 +71,7 @@ def test_dct_consistency_is_zero_when_heads_agree():
     """sigmoid(-1500 tanh) equals sigmoid(seg) when seg = -1500 tanh: the dual-task term vanishes."""
     method = DCT(DCTConfig(), MethodContext(n_filters=2, patch=PATCH))
     tanh = torch.tensor([-0.5, -1e-3, 0.0, 2e-3, 0.9])
-    from sslbench.methods.dct import sdf_to_prob
+    from sslbench.methods.algorithms.dtc import sdf_to_prob
 
     assert torch.allclose(sdf_to_prob(tanh, method.cfg.k), torch.sigmoid(-1500 * tanh))
     assert float(sdf_to_prob(torch.tensor(0.0), 1500.0)) == 0.5

@@ -49,27 +49,27 @@ class _Asset(_Tiny):
     tag = ""
 
     @classmethod
-    def asset_key(cls, run_cfg):
-        return run_cfg.split
+    def asset_key(cls, cfg, ctx):
+        return f"{ctx.n_labeled}/{ctx.n_unlabeled}"
 
     @classmethod
-    def prepare_assets(cls, cfg, run):
+    def prepare_assets(cls, cfg, ctx):
         cls.prepares += 1
 
         def build():
             cls.builds += 1
             return torch.ones(1)
 
-        return {"w": run.cached("sweeptest", {"ids": run.labeled_ids, "tag": cls.tag}, build)}
+        return {"w": ctx.cache.cached("sweeptest", {"ids": list(ctx.labeled_ids), "tag": cls.tag}, build)}
 
 
 class _BadPrep(_Tiny):
     @classmethod
-    def asset_key(cls, run_cfg):
+    def asset_key(cls, cfg, ctx):
         return "always"
 
     @classmethod
-    def prepare_assets(cls, cfg, run):
+    def prepare_assets(cls, cfg, ctx):
         raise ValueError("no DAE for you")
 
 

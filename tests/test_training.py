@@ -106,7 +106,7 @@ KILLER = textwrap.dedent(
     import sslbench.methods
     from sslbench.benchmark.config import build_config
     from sslbench.benchmark.trainer import train_run
-    from sslbench.methods.mt import MeanTeacher
+    from sslbench.methods.algorithms.mt import MeanTeacher
 
     original = MeanTeacher.on_after_optimizer_step
     def die_at_step_7(self, step):

@@ -6,10 +6,15 @@ import numpy as np
 import pytest
 import torch
 
+from sslbench.methods.algorithms.urpc import (
+    URPC,
+    URPCConfig,
+    pyramid_supervised_loss,
+    rectified_pyramid_consistency,
+)
 from sslbench.methods.base import Batch, MethodContext
 from sslbench.methods.networks.unet3d_dv import UNet3DDeepSupervision
 from sslbench.methods.networks.vnet_pyramid import VNetPyramid
-from sslbench.methods.urpc import URPC, URPCConfig, pyramid_supervised_loss, rectified_pyramid_consistency
 
 # Foreground probability of each scale at 3 voxels of one unlabeled crop: a disagreeing voxel, an agreeing one,
 # and a voxel where one scale is confidently wrong.

@@ -28,7 +28,14 @@ class MTConfig:
     noise_clip: float = 0.2  # ... clipped to +-0.2 (UA-MT)
 
 
-@register("mt", k_inferences=None, family="consistency", paper="Tarvainen & Valpola, NeurIPS 2017")
+@register(
+    "mt",
+    display="MT",
+    order=10,
+    k_inferences=None,
+    family="consistency",
+    paper="Tarvainen & Valpola, NeurIPS 2017",
+)
 class MeanTeacher(EMATeacherMixin, Method):
     Config = MTConfig
 

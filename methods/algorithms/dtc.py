@@ -52,6 +52,8 @@ def two_channel_probs(seg_logit: torch.Tensor) -> torch.Tensor:
 
 @register(
     "dct",
+    display="DCT",
+    order=30,
     aliases=("dtc",),
     k_inferences=None,
     family="shape-prior",

@@ -59,9 +59,9 @@ from typing import Any
 import torch
 
 from sslbench.datasets.la import LA_SPACING_MM
+from sslbench.methods.algorithms.lrep.corruptions import CorruptionConfig
+from sslbench.methods.algorithms.lrep.dae_training import LOSSES, DAEConfig, train_dae
 from sslbench.methods.base import Batch, EMATeacherMixin, Method, MethodContext, teacher_noise
-from sslbench.methods.corruptions import CorruptionConfig
-from sslbench.methods.dae_training import LOSSES, DAEConfig, train_dae
 from sslbench.methods.losses import ce_dice_loss, entropy, masked_mean, softmax_mse, weighted_mean
 from sslbench.methods.networks.dae import LabelDAE
 from sslbench.methods.ramps import uamt_threshold
@@ -69,12 +69,11 @@ from sslbench.methods.registry import register
 
 VARIANTS = ("l2exp", "threshold", "entropy")
 DAE_VERSION = 1  # bump when DAE training changes, so cached DAEs of older code are not reused
-# Default DAE iterations per student iteration, by preset. The paper gives no total but halves the lr every 5000,
-# so the paper preset trains 20000 (within the spec's 20k-50k) for its 6000 student steps. The CPU presets train
-# twice the student's steps (a DAE step costs about a student step; the quick preset's 600 took 77 s on one
-# core of the shared 2-core machine), the fewest that gave a usable DAE there.
-DAE_ITERS_PER_STEP = {"paper": 20000 / 6000}
-DAE_ITERS_PER_STEP_CPU = 2.0
+# Default DAE iterations per student iteration. The paper gives no total but halves the lr every 5000, so the
+# paper preset sets `lrep.dae_iterations=20000` (within the spec's 20k-50k) for its 6000 student steps. Elsewhere
+# the DAE trains twice the student's steps (a DAE step costs about a student step; the quick preset's 600 took
+# 77 s on one core of the shared 2-core machine), the fewest that gave a usable DAE there.
+DAE_ITERS_PER_STEP = 2.0
 
 
 @dataclass(frozen=True)
@@ -90,7 +89,7 @@ class LRepConfig:
     normalisation: str = "paper"  # paper sum(m ||d||^2) / sum(m); "code" = sum(m d) / (2 sum m)
     dae_latent_noise: float = 0.0  # DAE latent noise std (paper: none; authors' journal MT code: 0.1)
     # --- DAE pre-training (paper section 3) ---
-    dae_iterations: int | None = None  # not in the paper; None = 20000 at the paper preset, else 2 x train
+    dae_iterations: int | None = None  # not in the paper; None = 2 x the student's (paper preset: 20000)
     dae_halve_every: int | None = None  # paper: halve every 5000 (of 20000); None = dae iterations / 4
     dae_lr: float = 0.1  # paper
     dae_momentum: float = 0.9  # paper
@@ -140,14 +139,11 @@ class LRepConfig:
             raise ValueError(f"lrep.corrupt_scale={self.corrupt_scale}: expected a positive number")
 
 
-def dae_config(cfg: LRepConfig, run_cfg: Any, spacing: float | None = None) -> DAEConfig:
-    """The resolved DAE pre-training settings of the run `run_cfg` (its preset and student iterations).
-
-    `spacing` (mm) is the dataset's, for the default corruption scale; None leaves the scale unresolved (keys).
-    """
-    per_step = DAE_ITERS_PER_STEP.get(run_cfg.preset, DAE_ITERS_PER_STEP_CPU)
-    iterations = cfg.dae_iterations or max(1, round(run_cfg.train.iterations * per_step))
-    scale = cfg.corrupt_scale or (LA_SPACING_MM / spacing if spacing else 1.0)
+def dae_config(cfg: LRepConfig, ctx: MethodContext) -> DAEConfig:
+    """The resolved DAE pre-training settings of a run (its student iterations and data spacing)."""
+    iterations = cfg.dae_iterations or max(1, round(ctx.iterations * DAE_ITERS_PER_STEP))
+    # Corruptions are drawn per axial slice, so the in-plane spacing sets their physical size.
+    scale = cfg.corrupt_scale or LA_SPACING_MM / ctx.spacing[0]
     corruption = CorruptionConfig(p=cfg.corrupt_p, shapes=cfg.shapes, resize=cfg.resize)
     return DAEConfig(
         iterations=iterations,
@@ -163,14 +159,16 @@ def dae_config(cfg: LRepConfig, run_cfg: Any, spacing: float | None = None) -> D
     )
 
 
-def _dae_key(run_cfg: Any, spacing: float | None) -> dict[str, Any]:
-    """What a DAE depends on besides the dataset's labeled case ids."""
+def dae_key(cfg: LRepConfig, ctx: MethodContext) -> dict[str, Any]:
+    """Everything a trained DAE depends on: the dataset, the labeled case ids, the seed and its settings."""
     return {
         "version": DAE_VERSION,
-        "seed": run_cfg.seed,
-        "dae": dae_config(run_cfg.method_cfg, run_cfg, spacing).to_key(),
-        "patch": list(run_cfg.data.patch),
-        "n_filters": run_cfg.train.n_filters,
+        "dataset": ctx.dataset_id,
+        "labeled_ids": list(ctx.labeled_ids),
+        "seed": ctx.seed,
+        "dae": dae_config(cfg, ctx).to_key(),
+        "patch": list(ctx.patch),
+        "n_filters": ctx.n_filters,
     }
 
 
@@ -202,6 +200,8 @@ def weighted_consistency(d: torch.Tensor, weight: torch.Tensor, cfg: LRepConfig)
 
 @register(
     "lrep",
+    display="Ours",
+    order=60,
     k_inferences=1,
     family="uncertainty",
     variants=VARIANTS,
@@ -278,43 +278,33 @@ class LabelingRepresentation(EMATeacherMixin, Method):
 
     # --- assets --------------------------------------------------------------------------------------------
     @classmethod
-    def asset_key(cls, run_cfg: Any) -> str:
-        from sslbench.datasets.splits import parse_split
-
-        # The data root and its spacing override stand for the dataset (its labeled ids and default spacing).
-        key = {**_dae_key(run_cfg, None), "spacing": run_cfg.data.spacing}
-        digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-        n_labeled = parse_split(run_cfg.split).n_labeled
-        return f"dae:{run_cfg.data.root or 'default'}:first{n_labeled}:s{run_cfg.seed}:{digest}"
+    def asset_key(cls, cfg: LRepConfig, ctx: MethodContext) -> str:
+        digest = hashlib.sha1(json.dumps(dae_key(cfg, ctx), sort_keys=True).encode()).hexdigest()[:12]
+        return f"dae:{ctx.dataset_id}:first{ctx.n_labeled}:s{ctx.seed}:{digest}"
 
     @classmethod
-    def prepare_assets(cls, cfg: LRepConfig, run: Any) -> dict[str, Any]:
+    def prepare_assets(cls, cfg: LRepConfig, ctx: MethodContext) -> dict[str, Any]:
         """Train the DAE on this split's labeled masks (never unlabeled or test labels), once per key."""
-        spacing = run.dataset.spacing
-        key = {
-            "dataset": str(run.dataset.root),
-            "dataset_name": run.dataset.name,
-            "labeled_ids": list(run.labeled_ids),
-            **_dae_key(run.cfg, spacing),
-        }
+        if ctx.cache is None or ctx.labeled_masks is None:
+            raise ValueError(
+                "lrep.prepare_assets needs ctx.cache and ctx.labeled_masks (the trainer sets them)"
+            )
         built = []
 
         def build() -> dict[str, Any]:
             built.append(True)
-            masks = [run.dataset.volume(i).label for i in run.labeled_ids]
-            dae_cfg = dae_config(cfg, run.cfg, spacing)
             state, report = train_dae(
-                masks,
-                dae_cfg,
-                tuple(run.cfg.data.patch),
-                run.cfg.train.n_filters,
-                run.device,
-                run.cfg.seed,
-                run.progress,
-                max(0, run.cfg.data.num_workers),
-            )  # -1 (auto) if not resolved
+                ctx.labeled_masks(),
+                dae_config(cfg, ctx),
+                ctx.patch,
+                ctx.n_filters,
+                torch.device(ctx.device),
+                ctx.seed,
+                ctx.progress,
+                ctx.num_workers,
+            )
             return {"state": state, "report": report}
 
-        asset = run.cached("dae", key, build)
-        run.info["dae"].update(report=asset["report"], built_now=bool(built))
+        asset = ctx.cache.cached("dae", dae_key(cfg, ctx), build)
+        ctx.cache.record("dae", {"report": asset["report"], "built_now": bool(built)})
         return {"dae": asset["state"]}

@@ -19,7 +19,13 @@ from sslbench.methods.registry import register
 
 
 @register(
-    "sup", k_inferences=None, family="supervised", paper="Yu et al., MICCAI 2019 (train_LA.py baseline)"
+    "sup",
+    display="Supervised",
+    order=0,
+    baseline=True,
+    k_inferences=None,
+    family="supervised",
+    paper="Yu et al., MICCAI 2019 (train_LA.py baseline)",
 )
 class Supervised(Method):
     Config = NoConfig

@@ -73,6 +73,8 @@ def rectified_pyramid_consistency(logits: list[torch.Tensor], eps: float = 1e-8)
 
 @register(
     "urpc",
+    display="URPC",
+    order=50,
     k_inferences=1,
     extra_passes=0,  # the uncertainty comes from the student's own pass
     family="uncertainty",

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from sslbench.datasets.transforms import random_crop, random_rot_flip
-from sslbench.methods.corruptions import CorruptionConfig, corrupt
+from sslbench.methods.algorithms.lrep.corruptions import CorruptionConfig, corrupt
 from sslbench.methods.losses import dice_loss_fg
 from sslbench.methods.networks.dae import LabelDAE
 

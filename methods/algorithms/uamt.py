@@ -54,6 +54,8 @@ def stochastic_mean_prob(
 
 @register(
     "uamt",
+    display="UA-MT",
+    order=40,
     k_inferences=8,
     family="uncertainty",
     paper="Yu et al., Uncertainty-aware self-ensembling model, MICCAI 2019",

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from sslbench.methods.algorithms.dtc import sdf_net, two_channel_probs
 from sslbench.methods.base import Batch, Method, MethodContext
-from sslbench.methods.dct import sdf_net, two_channel_probs
 from sslbench.methods.networks.discriminator import FC3DDiscriminator
 from sslbench.methods.registry import register
 from sslbench.methods.sdf import batch_sdf, sdf_supervised_loss, sdf_targets
@@ -53,6 +53,8 @@ def split_weight(n_labeled: int) -> float:
 
 @register(
     "sassnet",
+    display="SASSnet",
+    order=20,
     k_inferences=None,
     family="shape-prior",
     paper="Li et al., Shape-aware semi-supervised 3D semantic segmentation for medical images, MICCAI 2020",
