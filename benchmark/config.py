@@ -14,9 +14,10 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from sslbench.datasets.splits import parse_split
-from sslbench.methods.registry import find_method, get_method
+from sslbench.methods.registry import UnknownMethodError, canonical_name, find_method, get_method
 
 DEFAULT_SEEDS = (1337, 1338, 1339)  # UA-MT's default seed 1337, then the next two
+CONFIG_SECTIONS = ("data", "train", "eval")  # the shared sections; each method has its own, named after it
 
 
 class ConfigError(ValueError):
@@ -348,3 +349,25 @@ def config_from_dict(d: dict[str, Any]) -> RunConfig:
         sets.update({f"{section}.{k}": v for k, v in d.get(section, {}).items()})
     sets.update({f"{info.name}.{k}": v for k, v in d.get(info.name, {}).items()})
     return build_config(info.name, d["split"], int(d["seed"]), d.get("preset", "paper"), sets)
+
+
+def method_section(key: str) -> str | None:
+    """The canonical method a `section.key` override targets, or None for data/train/eval."""
+    section = key.partition(".")[0]
+    if section in CONFIG_SECTIONS:
+        return None
+    try:
+        return canonical_name(section)
+    except UnknownMethodError:
+        raise ConfigError(
+            f"--set {key}: unknown section '{section}' (expected data, train, eval or a method name)"
+        ) from None
+
+
+def sets_for(method: str, sets: dict[str, Any] | None) -> dict[str, Any]:
+    """The overrides that apply to `method`: the shared sections and its own section; other methods' dropped.
+
+    Raises ConfigError for a section that is neither data/train/eval nor a registered method (or alias).
+    """
+    method = canonical_name(method)
+    return {k: v for k, v in (sets or {}).items() if method_section(k) in (None, method)}

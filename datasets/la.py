@@ -19,13 +19,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from sslbench.datasets.errors import DatasetError  # noqa: F401  (re-exported: readers raise it)
+
 CASES_DIR = "2018LA_Seg_Training Set"
 H5_NAME = "mri_norm2.h5"
 LA_SPACING_MM = 0.625  # the challenge volumes are 0.625 mm isotropic
-
-
-class DatasetError(ValueError):
-    """A dataset folder or file does not have the expected layout or content."""
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,10 @@ class Batch:
         )
 
 
+class PreparationError(RuntimeError):
+    """A method's `prepare_assets` could not build what the run needs (e.g. a DAE that failed to train)."""
+
+
 class AssetCache(Protocol):
     """Where prepared assets are kept (the benchmark provides it): the methods package does no file IO."""
 

@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from sslbench.benchmark.aggregate import collect, load_cases, mean_std, paired_wilcoxon, summarize
 from sslbench.benchmark.config import build_config
-from sslbench.benchmark.tables import (
+from sslbench.benchmark.reporting.aggregate import collect, load_cases, mean_std, paired_wilcoxon, summarize
+from sslbench.benchmark.reporting.tables.build import (
     TABLES,
     build_table,
     paper_tables,
@@ -299,8 +299,8 @@ def test_paper_numbers_ship_with_the_package():
 
 
 def test_shared_rows_are_planned_once(monkeypatch, tmp_path):
-    import sslbench.benchmark.sweep as sweep
-    from sslbench.benchmark.tables import run_tables
+    import sslbench.benchmark.sweep.runner as sweep
+    from sslbench.benchmark.reporting.tables.build import run_tables
 
     seen = []
     monkeypatch.setattr(sweep, "run_sweep", lambda configs, out, **kw: seen.extend(configs) or [])

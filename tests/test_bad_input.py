@@ -194,7 +194,7 @@ def test_eval_of_a_folder_that_is_not_a_run(workspace):
 
 
 def test_out_of_range_seed_count(workspace):
-    pytest.importorskip("sslbench.benchmark.cli_run")
+    pytest.importorskip("sslbench.benchmark.cli.run")
     data, results = workspace
     before = _digest(results)
     result = CliRunner().invoke(

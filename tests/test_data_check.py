@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from sslbench.benchmark.cli_data import data
+from sslbench.benchmark.cli.data import data
 from sslbench.datasets.check import check_dataset, check_report
 from sslbench.datasets.la import CASES_DIR, case_path
 from sslbench.datasets.synthetic import generate

@@ -11,14 +11,14 @@ import torch
 from medpy.metric import binary
 from scipy import ndimage
 
-from sslbench.benchmark.evaluate import (
+from sslbench.benchmark.evaluation.metrics import case_metrics, hd95_asd
+from sslbench.benchmark.evaluation.sliding_window import (
     evaluate_cases,
     sliding_window_probs,
     summarize,
     window_grid,
     window_starts,
 )
-from sslbench.benchmark.metrics import case_metrics, hd95_asd
 from sslbench.datasets.la import Volume
 
 

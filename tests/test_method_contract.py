@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from sslbench.benchmark.passes import count_passes
+from sslbench.benchmark.training.passes import count_passes
 from sslbench.methods.base import Batch, MethodContext
 from sslbench.methods.registry import list_methods
 

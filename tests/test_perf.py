@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 import sslbench.methods  # noqa: F401
 from sslbench.benchmark.config import ConfigError, build_config
-from sslbench.benchmark.trainer import resolve_workers, train_run
+from sslbench.benchmark.training.trainer import resolve_workers, train_run
 from sslbench.datasets.batches import TwoStreamBatches
 from sslbench.datasets.la import Volume
 from sslbench.datasets.transforms import crop_padding
@@ -20,7 +20,7 @@ from sslbench.methods.registry import list_methods
 
 # --- bench perf ---------------------------------------------------------------------------------------------
 def test_bench_perf_rows_for_every_method_and_pass_counts(tiny_data):
-    from sslbench.benchmark.cli_perf import perf
+    from sslbench.benchmark.cli.perf import perf
 
     names = {m.name for m in list_methods()}
     args = ["--preset", "smoke", "--data", str(tiny_data), "--iters", "3", "--warmup", "1", "--eval-volumes", "1",
@@ -47,7 +47,7 @@ def test_bench_perf_rows_for_every_method_and_pass_counts(tiny_data):
 
 
 def test_bench_perf_rejects_bad_options(tiny_data):
-    from sslbench.benchmark.cli_perf import perf
+    from sslbench.benchmark.cli.perf import perf
 
     result = CliRunner().invoke(perf, ["--data", str(tiny_data), "--methods", "nope"])
     assert result.exit_code == 2 and "unknown method 'nope'" in result.output
@@ -56,7 +56,7 @@ def test_bench_perf_rejects_bad_options(tiny_data):
 
 
 def test_perf_sets_and_split_fit():
-    from sslbench.benchmark.perf import _fit_split, sets_for
+    from sslbench.benchmark.perf.timing import _fit_split, sets_for
 
     sets = {"train.amp": "false", "uamt.K": "4", "mt.w": "0.2"}
     assert sets_for("mt", sets) == {"train.amp": "false", "mt.w": "0.2"}
@@ -68,7 +68,7 @@ def test_perf_sets_and_split_fit():
 
 
 def test_reference_comparison_runs(tiny_data):
-    from sslbench.benchmark.reference_loop import compare_reference, format_comparison
+    from sslbench.benchmark.perf.reference_loop import compare_reference, format_comparison
 
     result = compare_reference("smoke", str(tiny_data), iters=2, repeats=2, warmup=1)
     assert result["train"]["ours_ms"] > 0 and result["train"]["reference_ms"] > 0

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from sslbench.benchmark.cli_data import data
+from sslbench.benchmark.cli.data import data
 from sslbench.datasets.check import check_dataset
 from sslbench.datasets.la import open_dataset
 from sslbench.datasets.prepare_la import LISTS_DIR, prepare_la, protocol_lists

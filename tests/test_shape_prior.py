@@ -7,7 +7,7 @@ import torch
 
 import sslbench.methods  # noqa: F401  (registers the built-in methods)
 from sslbench.benchmark.config import build_config
-from sslbench.benchmark.trainer import train_run
+from sslbench.benchmark.training.trainer import train_run
 from sslbench.methods.algorithms.dtc import DCT, DCTConfig
 from sslbench.methods.algorithms.sassnet import SASSnet, SASSnetConfig
 from sslbench.methods.base import Batch, MethodContext

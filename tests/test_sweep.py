@@ -10,11 +10,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import sslbench.benchmark.sweep as sweep
+import sslbench.benchmark.sweep.local as sweep_local
+import sslbench.benchmark.sweep.tasks as sweep_tasks
 from sslbench.benchmark.cli import main  # noqa: F401  (import the group first: it registers `run`)
-from sslbench.benchmark.cli_run import run
+from sslbench.benchmark.cli.run import run
 from sslbench.benchmark.config import ConfigError
-from sslbench.benchmark.sweep import default_seeds, expand_grid, load_outcome, run_sweep
+from sslbench.benchmark.runs.folder import load_outcome
+from sslbench.benchmark.sweep.grid import default_seeds, expand_grid
+from sslbench.benchmark.sweep.runner import run_sweep
 from sslbench.methods.base import Method
 from sslbench.methods.losses import ce_dice_loss
 from sslbench.methods.registry import list_methods, register, unregister
@@ -178,13 +181,13 @@ def test_smoke_sweep_on_a_dask_cluster(tiny_data, tmp_path):
 
 def test_resume_skips_finished_runs_and_redoes_only_the_interrupted_one(tiny_data, tmp_path, monkeypatch):
     calls = []
-    real = sweep.train_run
+    real = sweep_tasks.train_run
 
     def spy(cfg, run_dir, progress=False, resume=False):
         calls.append(cfg.seed)
         return real(cfg, run_dir, progress=progress, resume=resume)
 
-    monkeypatch.setattr(sweep, "train_run", spy)
+    monkeypatch.setattr(sweep_tasks, "train_run", spy)
     cfgs = expand_grid("sup", ["4/4"], [1, 2], "smoke", SMOKE, str(tiny_data))
     first = run_sweep(cfgs, tmp_path, jobs=1, progress=False)
     assert [o.status for o in first] == ["done", "done"] and calls == [1, 2]
@@ -203,7 +206,7 @@ def test_resume_skips_finished_runs_and_redoes_only_the_interrupted_one(tiny_dat
     def broken(cfg, run_dir, progress=False, resume=False):
         raise RuntimeError("fake trainer")
 
-    monkeypatch.setattr(sweep, "train_run", broken)
+    monkeypatch.setattr(sweep_tasks, "train_run", broken)
     forced = run_sweep(cfgs[:1], tmp_path, jobs=1, force=True, progress=False)
     assert forced[0].status == "failed" and forced[0].error == "RuntimeError: fake trainer"
     assert not (forced[0].run_dir / "metrics.json").exists()
@@ -274,14 +277,17 @@ def test_assets_are_prepared_once_and_a_failing_prepare_fails_only_its_runs(
 
 
 def test_cpu_default_is_one_run_per_core_with_the_cores_shared_out(monkeypatch):
-    monkeypatch.setattr(sweep, "_gpu_count", lambda: 0)
-    monkeypatch.setattr(sweep, "_cpu_cores", lambda: 2)
-    assert sweep.local_slots(None) == ([None, None], 1)
-    assert sweep.local_slots(1) == ([None], 0)  # one run: torch keeps its default thread count
-    monkeypatch.setattr(sweep, "_cpu_cores", lambda: 32)
-    assert sweep.local_slots(None) == ([None] * sweep.CPU_DEFAULT_JOBS, 32 // sweep.CPU_DEFAULT_JOBS)
-    monkeypatch.setattr(sweep, "_gpu_count", lambda: 2)
-    assert sweep.local_slots(None, runs_per_gpu=2) == (["cuda:0", "cuda:1", "cuda:0", "cuda:1"], 8)
+    monkeypatch.setattr(sweep_local, "gpu_count", lambda: 0)
+    monkeypatch.setattr(sweep_local, "cpu_cores", lambda: 2)
+    assert sweep_local.local_slots(None) == ([None, None], 1)
+    assert sweep_local.local_slots(1) == ([None], 0)  # one run: torch keeps its default thread count
+    monkeypatch.setattr(sweep_local, "cpu_cores", lambda: 32)
+    assert sweep_local.local_slots(None) == (
+        [None] * sweep_local.CPU_DEFAULT_JOBS,
+        32 // sweep_local.CPU_DEFAULT_JOBS,
+    )
+    monkeypatch.setattr(sweep_local, "gpu_count", lambda: 2)
+    assert sweep_local.local_slots(None, runs_per_gpu=2) == (["cuda:0", "cuda:1", "cuda:0", "cuda:1"], 8)
 
 
 def test_a_damaged_builtin_dataset_is_one_clear_error(tmp_path, monkeypatch):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from sslbench.benchmark.cli_data import data
+from sslbench.benchmark.cli.data import data
 from sslbench.datasets import default as default_mod
 from sslbench.datasets.check import check_dataset
 from sslbench.datasets.la import CASES_DIR, case_path, open_dataset

@@ -13,7 +13,7 @@ import torch
 
 import sslbench.methods  # noqa: F401
 from sslbench.benchmark.config import build_config
-from sslbench.benchmark.trainer import RunFailed, train_run
+from sslbench.benchmark.training.trainer import RunFailed, train_run
 from sslbench.datasets.batches import TwoStreamBatches
 from sslbench.datasets.la import Volume
 from sslbench.datasets.transforms import crop_padding, random_crop
@@ -105,7 +105,7 @@ KILLER = textwrap.dedent(
     import os, signal, sys
     import sslbench.methods
     from sslbench.benchmark.config import build_config
-    from sslbench.benchmark.trainer import train_run
+    from sslbench.benchmark.training.trainer import train_run
     from sslbench.methods.algorithms.mt import MeanTeacher
 
     original = MeanTeacher.on_after_optimizer_step

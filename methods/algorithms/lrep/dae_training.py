@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader
 
 from sslbench.datasets.transforms import random_crop, random_rot_flip
 from sslbench.methods.algorithms.lrep.corruptions import CorruptionConfig, corrupt
+from sslbench.methods.base import PreparationError
 from sslbench.methods.losses import dice_loss_fg
 from sslbench.methods.networks.dae import LabelDAE
 
@@ -41,7 +42,7 @@ _TRAIN_STREAM, _EVAL_STREAM, _ORDER_STREAM = 0xDAE0, 0xDAE1, 0xDAE2
 LOSSES = ("mse", "mse+dice")
 
 
-class DAETrainingError(RuntimeError):
+class DAETrainingError(PreparationError):
     """DAE pre-training cannot run or diverged; the message names the cause and the option to change."""
 
 

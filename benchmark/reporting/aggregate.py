@@ -15,8 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,8 @@ import numpy as np
 import pandas as pd
 
 from sslbench.benchmark.config import NON_RESULT_KEYS
+from sslbench.benchmark.reporting.format import mean_std
+from sslbench.benchmark.runs.folder import find_run_dirs, flatten_config, parse_run_name, read_json_object
 
 METRICS = ("dice", "jaccard", "hd95_vox", "asd_vox", "hd95_mm", "asd_mm")
 PERCENT_METRICS = ("dice", "jaccard")  # stored as fractions, shown in %
@@ -37,28 +37,6 @@ COST_KEYS = (
 # Keys that are not part of an experiment's identity: what the run id leaves out, plus the seed.
 NOT_SETTINGS = NON_RESULT_KEYS | {"seed"}
 CONFIG_SECTIONS = ("data", "train", "eval")
-# A run folder is named `<method>[-<variant>]_<N>-<M>_s<seed>_<run_id>` (RunConfig.run_name).
-RUN_NAME = re.compile(r"^(?P<head>.+)_(?P<split>\d+-\d+)_s(?P<seed>\d+)_(?P<run_id>[0-9a-f]{10})$")
-
-
-# --- formatting ---------------------------------------------------------------------------------------------
-def mean_std(values: Iterable[float], scale: float = 1.0, digits: int = 2) -> str:
-    """Format values over seeds as "mean±std" with the sample std (ddof=1).
-
-    Args:
-        values: one value per finished seed (NaN values are ignored).
-        scale: multiply before formatting (100 for fractions shown in %).
-        digits: decimals of both mean and std.
-
-    Returns:
-        "86.58±1.03"; "86.58 (n=1)" for one value (a sample std needs two); "—" for none.
-    """
-    arr = np.asarray([v for v in values if v is not None and not _isnan(v)], dtype=float) * scale
-    if arr.size == 0:
-        return "—"
-    if arr.size == 1:
-        return f"{arr[0]:.{digits}f} (n=1)"
-    return f"{arr.mean():.{digits}f}±{arr.std(ddof=1):.{digits}f}"
 
 
 def _isnan(value: Any) -> bool:
@@ -79,34 +57,6 @@ def k_label(value: Any) -> str:
 
 
 # --- collecting run folders ---------------------------------------------------------------------------------
-def find_run_dirs(results_dir: Path) -> list[Path]:
-    """Folders below `results_dir` that hold a config.json, metrics.json or failed.json (sorted)."""
-    results_dir = Path(results_dir)
-    found = set()
-    for name in ("config.json", "metrics.json", "failed.json"):
-        for path in results_dir.rglob(name):
-            if not any(part.startswith(".") for part in path.relative_to(results_dir).parts):
-                found.add(path.parent)
-    return sorted(found)
-
-
-def _read_json(path: Path) -> dict | None:
-    """The JSON object in `path`, or None when it is absent or unreadable (a half-written or broken file)."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def flatten_config(config: dict) -> dict[str, Any]:
-    """`section.key` -> value for the data/train/eval sections and the method's own section."""
-    flat: dict[str, Any] = {}
-    method = config.get("method")
-    for section in (*CONFIG_SECTIONS, method):
-        for key, value in (config.get(section) or {}).items():
-            flat[f"{section}.{key}"] = tuple(value) if isinstance(value, list) else value
-    return flat
 
 
 def _group_key(row: dict) -> str:
@@ -123,27 +73,12 @@ def _group_key(row: dict) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
-def _from_name(run_dir: Path) -> dict:
-    """What the folder name tells about a run with no config.json (e.g. one that failed before training)."""
-    match = RUN_NAME.match(run_dir.name)
-    if not match:
-        return {"method": run_dir.name, "variant": "", "split": None, "seed": None, "run_id": None}
-    method, _, variant = match["head"].partition("-")
-    return {
-        "method": method,
-        "variant": variant,
-        "split": match["split"].replace("-", "/"),
-        "seed": int(match["seed"]),
-        "run_id": match["run_id"],
-    }
-
-
 def read_run(run_dir: Path) -> dict:
     """One row describing a run folder: identity, status, settings, metrics and cost."""
     run_dir = Path(run_dir)
-    config = _read_json(run_dir / "config.json")
-    metrics = _read_json(run_dir / "metrics.json")
-    failed = _read_json(run_dir / "failed.json") if (run_dir / "failed.json").exists() else None
+    config = read_json_object(run_dir / "config.json")
+    metrics = read_json_object(run_dir / "metrics.json")
+    failed = read_json_object(run_dir / "failed.json") if (run_dir / "failed.json").exists() else None
     if config is None and isinstance((failed or {}).get("config"), dict):
         # The sweep records the resolved config of a failed run, also when it failed before config.json.
         config = {**failed["config"], "run_id": failed.get("run_id")}
@@ -190,7 +125,7 @@ def read_run(run_dir: Path) -> dict:
             n_train=None,
             n_test=None,
             settings={},
-            **_from_name(run_dir),
+            **parse_run_name(run_dir),
         )
     split = str(row.get("split") or "")
     n_l, _, n_u = split.partition("/")

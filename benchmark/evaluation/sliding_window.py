@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from scipy import ndimage
 
-from sslbench.benchmark.metrics import METRIC_COLUMNS, case_metrics
+from sslbench.benchmark.evaluation.metrics import METRIC_COLUMNS, case_metrics
 
 
 def window_starts(size: int, patch: int, stride: int) -> list[int]:

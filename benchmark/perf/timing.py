@@ -8,7 +8,7 @@ the forward passes counted by `benchmark/passes.py` (per network, so "passes per
 MT 2, UA-MT 2 + 8, lrep 2 + 1), the volumes pushed through the networks per step, the peak memory over the
 training steps, and the sliding-window evaluation of a few test volumes after one warm-up batch of windows.
 
-`compare_reference` runs our MT step and the straightforward reference loop (benchmark/reference_loop.py)
+`compare_reference` runs our MT step and the straightforward reference loop (benchmark/perf/reference_loop.py)
 side by side, interleaved A/B/B/A, and batched against one-window-at-a-time sliding windows, on the same
 machine in the same process, and reports medians and ratios.
 
@@ -33,10 +33,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from sslbench.benchmark.config import ConfigError, RunConfig, build_config
-from sslbench.benchmark.evaluate import window_grid
-from sslbench.benchmark.io import write_json
-from sslbench.benchmark.trainer import (
+from sslbench.benchmark.config import ConfigError, RunConfig, build_config, sets_for
+from sslbench.benchmark.evaluation.sliding_window import window_grid
+from sslbench.benchmark.reporting.format import number, text_table
+from sslbench.benchmark.runs.io import write_json
+from sslbench.benchmark.training.trainer import (
     WARMUP_STEPS,
     StepRunner,
     Trainer,
@@ -47,7 +48,7 @@ from sslbench.benchmark.trainer import (
     seed_everything,
     usable_cores,
 )
-from sslbench.methods.registry import UnknownMethodError, canonical_name, get_method, list_methods
+from sslbench.methods.registry import get_method, list_methods
 
 DEFAULT_SPLIT = "8/72"  # the paper's 10 % setting
 
@@ -59,23 +60,6 @@ def method_names(methods: str | Iterable[str]) -> list[str]:
             return [m.name for m in list_methods()]
         methods = [m for m in methods.split(",") if m.strip()]
     return [get_method(m.strip()).name for m in methods]  # UnknownMethodError names the known ones
-
-
-def sets_for(method: str, sets: dict[str, Any] | None) -> dict[str, Any]:
-    """The `--set` overrides that apply to `method`: data/train/eval and its own section; other methods' dropped."""
-    out = {}
-    for key, value in (sets or {}).items():
-        section = key.partition(".")[0]
-        if section not in ("data", "train", "eval"):
-            try:
-                if canonical_name(section) != get_method(method).name:
-                    continue
-            except UnknownMethodError:
-                raise ConfigError(
-                    f"--set {key}: unknown section '{section}' (expected data, train, eval or a method name)"
-                ) from None
-        out[key] = value
-    return out
 
 
 def _fit_split(split: str, n_train: int, supervised: bool) -> str:
@@ -290,12 +274,6 @@ def machine(device: torch.device) -> dict[str, Any]:
     }
 
 
-def _fmt(value: Any, spec: str) -> str:
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return "-"
-    return format(value, spec)
-
-
 def format_table(report: dict[str, Any]) -> str:
     """The human table: one line per method, errors listed below it."""
     header = (
@@ -319,25 +297,18 @@ def format_table(report: dict[str, Any]) -> str:
             continue
         passes = " + ".join(f"{k} {v:g}" for k, v in r["passes"].items())
         lines.append((
-            r["method"], r["split"], _fmt(r["ms_per_iter"], ".1f"), _fmt(r["ms_p90"], ".1f"),
-            _fmt(r.get("ratio_to_mt"), ".2f"), _fmt(r["data_wait_ms"], ".1f"),
-            _fmt(r["passes_per_unlabeled"], "g"), passes, str(r["samples_per_step"]),
-            _fmt(r["peak_memory_mb"], ".0f"), _fmt(r.get("eval_ms_per_volume"), ".0f"),
-            _fmt(r.get("windows_per_volume"), "g"),
+            r["method"], r["split"], number(r["ms_per_iter"], spec=".1f"), number(r["ms_p90"], spec=".1f"),
+            number(r.get("ratio_to_mt"), spec=".2f"), number(r["data_wait_ms"], spec=".1f"),
+            number(r["passes_per_unlabeled"], spec="g"), passes, str(r["samples_per_step"]),
+            number(r["peak_memory_mb"], spec=".0f"), number(r.get("eval_ms_per_volume"), spec=".0f"),
+            number(r.get("windows_per_volume"), spec="g"),
         ))  # fmt: skip
-    widths = [max(len(str(row[i])) for row in [header, *lines]) for i in range(len(header))]
     m, s = report["machine"], report["settings"]
     memory = "CUDA max allocated" if m["device"].startswith("cuda") else "CPU peak RSS of the process"
     out = [
         f"{m['device_name']} ({m['device']}, torch {m['torch']}, {m['torch_threads']} threads) | preset "
         f"{s['preset']}, {s['data']} | median of {s['iters']} steps after {s['warmup']} warm-up | peak: {memory}",
     ]
-    for row in [header, tuple("-" * w for w in widths), *lines]:
-        out.append(
-            "  ".join(
-                str(c).rjust(w) if i > 1 else str(c).ljust(w)
-                for i, (c, w) in enumerate(zip(row, widths, strict=True))
-            ).rstrip()
-        )
+    out.append(text_table(header, lines, right_from=2))
     out += [f"failed: {e}" for e in errors]
     return "\n".join(out)

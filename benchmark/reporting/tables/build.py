@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-import sslbench.methods  # noqa: F401  (registers the built-in methods the rows name)
-from sslbench.benchmark.aggregate import mean_std, p_marker, paired_wilcoxon, summarize
-from sslbench.benchmark.config import ConfigError, build_config
-from sslbench.methods.registry import UnknownMethodError, canonical_name, get_method
+from sslbench.benchmark.config import ConfigError, build_config, method_section, sets_for
+from sslbench.benchmark.reporting.aggregate import mean_std, p_marker, paired_wilcoxon, summarize
+from sslbench.benchmark.reporting.format import latex_escape, markdown_cell, number
+from sslbench.methods.registry import UnknownMethodError, baseline_method, canonical_name, get_method
 
 OURS = {"lrep.beta": "1", "lrep.lam": "0.1"}  # the paper's "Ours": L2-exp, beta (gamma) = 1, lambda = 0.1
 
@@ -42,7 +42,7 @@ class RowSpec:
         methods: registry names to try in order (the first registered one is used).
         split: N/M labeled/unlabeled.
         sets: method-section overrides this row pins, e.g. {"lrep.beta": "2"}.
-        paper: criteria selecting the row of paper/tables.csv (columns method, variant, beta, lambda).
+        paper: criteria selecting the row of reporting/tables/paper.csv (columns method, variant, beta, lambda).
         reference: the row the Wilcoxon tests compare every other row against ("Ours").
         cells: extra leading cells of this table (e.g. {"β": "2", "λ": "0.1"}).
         shared: the row repeats another table's row (the report shows a table only for its own rows).
@@ -163,13 +163,13 @@ TABLES: dict[int, TableSpec] = {
 
 # --- the paper's numbers ------------------------------------------------------------------------------------
 def paper_tables() -> pd.DataFrame:
-    """The seed paper's Tables 1-4 (paper/tables.csv, package data)."""
+    """The seed paper's Tables 1-4 (reporting/tables/paper.csv, package data)."""
     try:
-        text = resources.files("sslbench.benchmark").joinpath("paper/tables.csv").read_text()
+        text = resources.files("sslbench.benchmark.reporting.tables").joinpath("paper.csv").read_text()
     except (NotADirectoryError, FileNotFoundError, ModuleNotFoundError, TypeError):
         # An editable install made before benchmark/__init__.py existed exposes the package as a namespace,
         # which importlib.resources cannot read; the file sits next to this module either way.
-        text = (Path(__file__).parent / "paper" / "tables.csv").read_text()
+        text = (Path(__file__).parent / "paper.csv").read_text()
     return pd.read_csv(io.StringIO(text), dtype={"variant": str}, keep_default_na=True)
 
 
@@ -197,8 +197,7 @@ def resolve_method(row: RowSpec) -> str:
 
 def _row_sets(row: RowSpec, method: str, sets: dict[str, str]) -> dict[str, str]:
     """Global --set values for this row: data/train/eval keys always, a method's keys only for its rows."""
-    own = {method, *get_method(method).aliases}
-    out = {k: v for k, v in sets.items() if k.partition(".")[0] in ("data", "train", "eval", *own)}
+    out = sets_for(method, sets)
     pinned = {f"{method}.{k.partition('.')[2]}": v for k, v in row.sets.items()}
     return {**out, **pinned}
 
@@ -213,7 +212,7 @@ def row_configs(
     row: RowSpec, seeds: list[int], preset: str, sets: dict[str, str], data_root: str | None
 ) -> list:
     """The row's RunConfigs, one per seed, built by the sweep runner's `expand_grid`."""
-    from sslbench.benchmark.sweep import expand_grid
+    from sslbench.benchmark.sweep.grid import expand_grid
 
     method = resolve_method(row)
     return expand_grid([method], [row.split], seeds, preset, _row_sets(row, method, sets), data_root)
@@ -278,12 +277,6 @@ class TableResult:
     spec: TableSpec
     rows: list[dict]  # one per RowSpec, in the paper's order
     caption: str
-
-
-def _fmt(value: float, digits: int = 2, signed: bool = False) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
 def build_table(
@@ -392,7 +385,7 @@ def describe_protocol(runs: pd.DataFrame, configs: list | None = None) -> str:
     """The protocol sentence of a caption, from the runs' recorded configs (or the planned configs)."""
     settings = [s for s in runs.get("settings", pd.Series(dtype=object)) if s] if not runs.empty else []
     if not settings and configs:
-        from sslbench.benchmark.aggregate import flatten_config
+        from sslbench.benchmark.reporting.aggregate import flatten_config
 
         settings = [flatten_config(c.to_dict()) for c in configs]
     if not settings:
@@ -477,10 +470,10 @@ def display_rows(result: TableResult) -> tuple[list[str], list[list[str]], list[
                 *lead,
                 r.get("dice", "—"),
                 paper_dice if not pd.isna(r["paper_dice"]) else "—",
-                _fmt(r["dice_diff"], signed=True),
+                number(r["dice_diff"], signed=True),
                 r.get("hd95_vox", "—"),
                 paper_hd,
-                _fmt(r["hd95_diff"], signed=True),
+                number(r["hd95_diff"], signed=True),
                 r.get("jaccard", "—"),
                 r.get("asd_vox", "—"),
                 r["p_cell"],
@@ -494,8 +487,7 @@ def to_markdown(result: TableResult) -> str:
     headers, body, notes = display_rows(result)
 
     def line(cells: list[str]) -> str:
-        # Escaped so a significance star or a pipe in a note is text, not emphasis or a column break.
-        return "| " + " | ".join(str(c).replace("|", "\\|").replace("*", "\\*") for c in cells) + " |"
+        return "| " + " | ".join(markdown_cell(c) for c in cells) + " |"
 
     align = ["---" if i < len(result.spec.lead_columns) else "--:" for i in range(len(headers))]
     title = f"**Table {result.spec.number}: {result.spec.title}.** {result.caption}"
@@ -503,35 +495,6 @@ def to_markdown(result: TableResult) -> str:
     if notes:
         parts += ["", "Notes: " + " ".join(notes)]
     return "\n".join(parts) + "\n"
-
-
-LATEX_ESCAPES = {
-    "\\": r"\textbackslash{}",
-    "&": r"\&",
-    "%": r"\%",
-    "$": r"\$",
-    "#": r"\#",
-    "_": r"\_",
-    "{": r"\{",
-    "}": r"\}",
-    "~": r"\textasciitilde{}",
-    "^": r"\textasciicircum{}",
-    "<": r"$<$",
-    ">": r"$>$",
-    "±": r"$\pm$",
-    "β": r"$\beta$",
-    "λ": r"$\lambda$",
-    "Δ": r"$\Delta$",
-    "×": r"$\times$",
-    "−": "-",
-    "—": "--",
-    "–": "--",
-}
-
-
-def latex_escape(text: str) -> str:
-    """Escape LaTeX's special characters and map the few non-ASCII symbols we print to math mode."""
-    return "".join(LATEX_ESCAPES.get(ch, ch) for ch in str(text))
 
 
 def to_latex(result: TableResult, label: str | None = None) -> str:
@@ -612,7 +575,7 @@ def to_csv(result: TableResult) -> str:
 
 def write_table(result: TableResult, out_dir: Path, stem: str | None = None) -> list[Path]:
     """Write `<stem>.md`, `.tex` and `.csv` into `out_dir`; returns the paths."""
-    from sslbench.benchmark.io import write_text
+    from sslbench.benchmark.runs.io import write_text
 
     stem = stem or f"table{result.spec.number}"
     renders: dict[str, Callable[[TableResult], str]] = {"md": to_markdown, "tex": to_latex, "csv": to_csv}
@@ -634,16 +597,10 @@ class TablePlan:
 
 def _check_sets(sets: dict[str, str], preset: str, data_root: str | None) -> None:
     """A bad --set is the user's error for the whole command (one line), not a note on every row."""
-    shared = {k: v for k, v in sets.items() if k.partition(".")[0] in ("data", "train", "eval")}
-    build_config("sup", "8/0", preset=preset, sets=shared, data_root=data_root)
+    shared = {k: v for k, v in sets.items() if method_section(k) is None}
+    build_config(baseline_method().name, "8/0", preset=preset, sets=shared, data_root=data_root)
     for key in sets.keys() - shared.keys():
-        section = key.partition(".")[0]
-        try:
-            method = canonical_name(section)
-        except UnknownMethodError:
-            raise ConfigError(
-                f"--set {key}: unknown section '{section}' (expected data, train, eval or a method name)"
-            ) from None
+        method = method_section(key)  # ConfigError for a section that names no method
         split = "8/72" if get_method(method).cls.uses_unlabeled else "8/0"
         build_config(method, split, preset=preset, sets={**shared, key: sets[key]}, data_root=data_root)
 
@@ -658,8 +615,8 @@ def plan_tables(
     """
     _check_sets(sets, preset, data_root)
     plans = []
-    for number in numbers:
-        spec = TABLES[number]
+    for table_no in numbers:
+        spec = TABLES[table_no]
         configs, errors = {}, {}
         for i, row in enumerate(spec.rows):
             try:
@@ -672,7 +629,7 @@ def plan_tables(
 
 def render_plans(plans: list[TablePlan], out: Path, render_dir: Path, n_seeds: int) -> list[TableResult]:
     """Render each planned table from the runs in `out` that belong to it (matched by run id)."""
-    from sslbench.benchmark.aggregate import collect, load_cases
+    from sslbench.benchmark.reporting.aggregate import collect, load_cases
 
     runs = collect(out) if Path(out).is_dir() else pd.DataFrame()
     results = []
@@ -712,7 +669,7 @@ def run_tables(
                 unique.setdefault(cfg.run_id(), cfg)
     outcomes = []
     if run and unique:
-        from sslbench.benchmark.sweep import run_sweep
+        from sslbench.benchmark.sweep.runner import run_sweep
 
         outcomes = run_sweep(list(unique.values()), Path(out), **sweep_kwargs)
     return render_plans(plans, out, render_dir, len(seeds)), outcomes

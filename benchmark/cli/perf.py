@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import click
 
-from sslbench.benchmark.cli_common import data_option, friendly_errors, preset_option, set_option
+from sslbench.benchmark.cli.common import data_option, friendly_errors, preset_option, set_option
 from sslbench.benchmark.config import ConfigError, parse_sets
 
 
@@ -37,15 +37,15 @@ def perf(**opts) -> None:
 
     A benchmark, not a test: run it on an otherwise idle machine. Exits 1 if a method failed (its row says why).
     """
-    from sslbench.benchmark import perf as lib
-    from sslbench.benchmark.io import write_json
+    from sslbench.benchmark.perf import timing as lib
+    from sslbench.benchmark.runs.io import write_json
 
     o = SimpleNamespace(**opts)
     if o.iters < 1 or o.warmup < 0 or o.eval_volumes < 0 or o.repeats < 1:
         raise ConfigError("--iters and --repeats must be >= 1, --warmup and --eval-volumes >= 0")
     sets = parse_sets(o.sets)
     if o.vs_reference:
-        from sslbench.benchmark.reference_loop import compare_reference, format_comparison
+        from sslbench.benchmark.perf.reference_loop import compare_reference, format_comparison
 
         result = compare_reference(o.preset, o.data_root, sets, o.iters, o.repeats, o.warmup, o.split)
         if o.save is not None:
@@ -66,6 +66,6 @@ def perf(**opts) -> None:
         sys.exit(1)
 
 
-# `python -m sslbench.benchmark.cli_perf` works on its own (gpu_check.sh uses it).
+# `python -m sslbench.benchmark.cli.perf` works on its own (gpu_check.sh uses it).
 if __name__ == "__main__":
     perf()

@@ -4,9 +4,9 @@
 # Writes <out>/summary.json (plus each step's JSON and log). About 3-6 minutes on one H100; every step has its own
 # timeout and a failed step is recorded in the summary instead of stopping the others.
 #
-#   benchmark/gpu_check.sh [OUT_DIR]        # default: $OUT, else ./gpu-check-<date>
-#   PYTHON=/path/to/python benchmark/gpu_check.sh
-# To try the script itself on a CPU: PRESET=smoke MT_ITERS=6 LA_SIZE=48,40,24 benchmark/gpu_check.sh /tmp/x
+#   tools/gpu_check.sh [OUT_DIR]        # default: $OUT, else ./gpu-check-<date>
+#   PYTHON=/path/to/python tools/gpu_check.sh
+# To try the script itself on a CPU: PRESET=smoke MT_ITERS=6 LA_SIZE=48,40,24 tools/gpu_check.sh /tmp/x
 set -euo pipefail
 PRESET="${PRESET:-paper}"
 MT_ITERS="${MT_ITERS:-300}"
@@ -21,7 +21,7 @@ trap 'rm -rf "$WORK"' EXIT
 export SSLBENCH_CACHE="${SSLBENCH_CACHE:-$WORK/cache}"
 cd "$(dirname "$0")/.."
 
-if ! "$PY" -c "import sslbench.benchmark.perf, torch" 2>"$OUT_DIR/import.log"; then
+if ! "$PY" -c "import sslbench.benchmark.perf.timing, torch" 2>"$OUT_DIR/import.log"; then
     echo "error: $PY cannot import sslbench and torch (pip install -e . first); see $OUT_DIR/import.log" >&2
     exit 2
 fi
@@ -59,11 +59,11 @@ if "$PY" -c "import sslbench.methods; from sslbench.methods.registry import get_
     2>/dev/null; then
     LREP_SET=(--set lrep.dae_iterations=200)
 fi
-step perf_paper 330 "$PY" -m sslbench.benchmark.cli_perf --preset "$PRESET" --methods all --iters 20 --warmup 5 \
+step perf_paper 330 "$PY" -m sslbench.benchmark.cli.perf --preset "$PRESET" --methods all --iters 20 --warmup 5 \
     --eval-volumes 2 --data "$WORK/la-size" --json --save "$OUT_DIR/perf_paper.partial.json" \
     ${LREP_SET[@]+"${LREP_SET[@]}"}
 
-step reference_paper 150 "$PY" -m sslbench.benchmark.cli_perf --vs-reference --preset "$PRESET" --iters 10 \
+step reference_paper 150 "$PY" -m sslbench.benchmark.cli.perf --vs-reference --preset "$PRESET" --iters 10 \
     --repeats 4 --data "$WORK/la-size" --json
 
 # 300 MT iterations at the paper preset on the synthetic default, bf16 autocast on (default) and off.
@@ -71,7 +71,7 @@ for amp in true false; do
     step "mt300_amp_$amp" 240 "$PY" -c "
 import json, sslbench.methods
 from sslbench.benchmark.config import build_config
-from sslbench.benchmark.trainer import train_run
+from sslbench.benchmark.training.trainer import train_run
 cfg = build_config('mt', '8/72', 1337, '$PRESET', {'train.iterations': '$MT_ITERS', 'train.amp': '$amp'})
 m = train_run(cfg, '$OUT_DIR/runs/mt300_amp_$amp', progress=False)
 print(json.dumps(m))"

@@ -1,4 +1,4 @@
-"""The `bench` command line. Each command parses options and calls one library function."""
+"""`bench train`, `bench eval` and `bench methods`: one run, its re-evaluation, and the registry's listing."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from sslbench.benchmark.cli_common import (
+from sslbench.benchmark.cli.common import (
     data_option,
     default_out,
     friendly_errors,
@@ -17,14 +17,7 @@ from sslbench.benchmark.cli_common import (
 from sslbench.benchmark.config import DEFAULT_SEEDS, build_config, parse_sets
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="sslbench")
-def main():
-    """sslbench: semi-supervised 3D segmentation methods on LA, one protocol, tables with mean±std."""
-    import sslbench.methods  # noqa: F401  (registers the built-in methods)
-
-
-@main.command()
+@click.command()
 @click.option("--method", required=True, help="A registered method (see `bench methods`).")
 @click.option(
     "--split", default="8/72", show_default=True, help="N/M: first N train cases labeled, next M not."
@@ -39,7 +32,7 @@ def main():
 @friendly_errors
 def train(method, split, seed, data_root, preset, out, sets, resume, quiet):
     """Train and evaluate one run; writes config.json, log.jsonl, cases.csv, metrics.json and weights."""
-    from sslbench.benchmark.trainer import train_run
+    from sslbench.benchmark.training.trainer import train_run
 
     cfg = build_config(method, split, seed, preset, parse_sets(sets), data_root)
     run_dir = writable_dir(out or default_out()) / cfg.run_name()
@@ -54,14 +47,14 @@ def train(method, split, seed, data_root, preset, out, sets, resume, quiet):
     )
 
 
-@main.command("eval")
+@click.command("eval")
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @data_option
 @click.option("--quiet", is_flag=True)
 @friendly_errors
 def eval_cmd(run_dir, data_root, quiet):
     """Re-evaluate a finished run's final weights."""
-    from sslbench.benchmark.trainer import RunFailed, evaluate_run
+    from sslbench.benchmark.training.trainer import RunFailed, evaluate_run
 
     if not (run_dir / "config.json").is_file():
         raise RunFailed(f"{run_dir}: not a run folder (no config.json)")
@@ -72,7 +65,7 @@ def eval_cmd(run_dir, data_root, quiet):
     )
 
 
-@main.command()
+@click.command()
 def methods():
     """List the registered methods with their #K (passes per unlabeled volume for uncertainty)."""
     from sslbench.methods.registry import discover, list_methods
@@ -87,25 +80,3 @@ def methods():
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, tuple("-" * w for w in widths), *rows]:
         click.echo("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-
-
-# Commands that live in their own modules: (module, attribute).
-_COMMAND_MODULES = [
-    ("cli_data", "data"),
-    ("cli_run", "run"),
-    ("cli_results", "table"),
-    ("cli_results", "report"),
-    ("cli_perf", "perf"),
-    ("cli_dae", "dae"),
-    ("cli_uncertainty", "show_uncertainty"),
-]
-
-
-def _add_commands() -> None:
-    import importlib
-
-    for module, attr in _COMMAND_MODULES:
-        main.add_command(getattr(importlib.import_module(f"sslbench.benchmark.{module}"), attr))
-
-
-_add_commands()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from sslbench.benchmark.cli_common import (
+from sslbench.benchmark.cli.common import (
     data_option,
     default_out,
     execution_options,
@@ -60,8 +60,9 @@ def table(
     Rows shared between tables (e.g. Ours at beta 1, lambda 0.1) are the same runs, trained once. Rows whose
     method is not registered are left empty with a note.
     """
-    from sslbench.benchmark.sweep import default_seeds, summarize_outcomes
-    from sslbench.benchmark.tables import run_tables, to_markdown
+    from sslbench.benchmark.reporting.tables.build import run_tables, to_markdown
+    from sslbench.benchmark.sweep.grid import default_seeds
+    from sslbench.benchmark.sweep.runner import summarize_outcomes
 
     numbers = [1, 2, 3, 4] if which == "all" else [int(which)]
     out = writable_dir(out or default_out())
@@ -108,7 +109,7 @@ def table(
 @friendly_errors
 def report(results_dir, out, qualitative):
     """Write report.md: every experiment (mean±std over seeds), the paper's tables, significance, and plots."""
-    from sslbench.benchmark.report import build_report
+    from sslbench.benchmark.reporting.report import build_report
 
     if not results_dir.is_dir():
         raise ConfigError(f"RESULTS_DIR {results_dir}: not a folder")

@@ -17,7 +17,7 @@ import click
 import numpy as np
 import torch
 
-from sslbench.benchmark.cli_common import data_option, friendly_errors
+from sslbench.benchmark.cli.common import data_option, friendly_errors
 
 
 @dataclass
@@ -43,9 +43,9 @@ def compute_view(
 ) -> UncertaintyView:
     """Rebuild a finished lrep run (config.json + model.pt) and compute its maps on one case."""
     from sslbench.benchmark.config import ConfigError, config_from_dict
-    from sslbench.benchmark.evaluate import sliding_window_probs
-    from sslbench.benchmark.io import read_json
-    from sslbench.benchmark.trainer import RunFailed, Trainer
+    from sslbench.benchmark.evaluation.sliding_window import sliding_window_probs
+    from sslbench.benchmark.runs.io import read_json
+    from sslbench.benchmark.training.trainer import RunFailed, Trainer
     from sslbench.methods.algorithms.lrep import dae_input_map, uncertainty_map
 
     run_dir = Path(run_dir)

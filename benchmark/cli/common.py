@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from sslbench.benchmark.config import PRESETS, ConfigError
-from sslbench.datasets.la import DatasetError
+from sslbench.datasets.errors import DatasetError
 from sslbench.methods.registry import UnknownMethodError
 
 USAGE_ERRORS = (ConfigError, UnknownMethodError, DatasetError)
@@ -20,15 +20,15 @@ def friendly_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from sslbench.benchmark.trainer import RunFailed
-        from sslbench.methods.algorithms.lrep.dae_training import DAETrainingError
+        from sslbench.benchmark.training.trainer import RunFailed
+        from sslbench.methods.base import PreparationError
 
         try:
             return fn(*args, **kwargs)
         except USAGE_ERRORS as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
-        except (RunFailed, DAETrainingError) as exc:
+        except (RunFailed, PreparationError) as exc:
             click.echo(f"run failed: {exc}", err=True)
             sys.exit(1)
 

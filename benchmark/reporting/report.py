@@ -15,10 +15,17 @@ from pathlib import Path
 import pandas as pd
 
 import sslbench.methods  # noqa: F401  (registers the built-in methods the tables resolve)
-from sslbench.benchmark import figures
-from sslbench.benchmark.aggregate import collect, load_cases, load_logs, p_marker, paired_wilcoxon, summarize
-from sslbench.benchmark.io import write_text
-from sslbench.benchmark.tables import (
+from sslbench.benchmark.reporting import figures
+from sslbench.benchmark.reporting.aggregate import (
+    collect,
+    load_cases,
+    load_logs,
+    p_marker,
+    paired_wilcoxon,
+    summarize,
+)
+from sslbench.benchmark.reporting.format import markdown_table, number
+from sslbench.benchmark.reporting.tables.build import (
     TABLES,
     build_table,
     describe_protocol,
@@ -28,6 +35,7 @@ from sslbench.benchmark.tables import (
     to_markdown,
     write_table,
 )
+from sslbench.benchmark.runs.io import write_text
 from sslbench.methods.registry import UnknownMethodError
 
 SIGNIFICANCE_HELP = """\
@@ -40,19 +48,6 @@ part of the test; the p-values are NOT corrected for multiple comparisons (with 
 tables would show a false `*` at 0.05 by chance if nothing differed: use Holm or Bonferroni for a family-wise
 claim); and a significant difference on a synthetic or downsampled proxy says nothing about the real LA data.
 """
-
-
-def _md_table(headers: list[str], rows: list[list[str]]) -> str:
-    def line(cells) -> str:
-        return "| " + " | ".join(str(c).replace("|", "\\|").replace("*", "\\*") for c in cells) + " |"
-
-    return (
-        "\n".join([line(headers), "| " + " | ".join("---" for _ in headers) + " |", *map(line, rows)]) + "\n"
-    )
-
-
-def _fmt(value: float, digits: int = 3) -> str:
-    return "—" if pd.isna(value) else f"{value:.{digits}f}"
 
 
 def summary_markdown(summary: pd.DataFrame, labels: dict[str, str]) -> str:
@@ -89,11 +84,11 @@ def summary_markdown(summary: pd.DataFrame, labels: dict[str, str]) -> str:
                 g["asd_vox"],
                 g["hd95_mm"],
                 g["asd_mm"],
-                _fmt(g["sec_per_iter"]),
-                _fmt(g["peak_memory_mb"], 0),
+                number(g["sec_per_iter"]),
+                number(g["peak_memory_mb"], 0),
             ]
         )
-    return _md_table(headers, rows)
+    return markdown_table(headers, rows)
 
 
 def problems_markdown(runs: pd.DataFrame) -> str:
@@ -103,7 +98,7 @@ def problems_markdown(runs: pd.DataFrame) -> str:
     rows = [
         [r["run_name"], r["status"], str(r["error"] or "").splitlines()[0][:200]] for _, r in bad.iterrows()
     ]
-    return _md_table(["Run folder", "Status", "Error (first line)"], rows)
+    return markdown_table(["Run folder", "Status", "Error (first line)"], rows)
 
 
 def contexts(runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
@@ -151,7 +146,7 @@ def significance_markdown(summary: pd.DataFrame, cases: pd.DataFrame, labels: di
             rows.append([labels[ref], labels[g["group_key"]], test["n"], diff, p_marker(test["p"])])
     if not rows:
         return "Skipped: no other finished experiment at the labeled counts of Ours.\n"
-    return _md_table(
+    return markdown_table(
         [
             "Ours",
             "Compared with",
@@ -176,8 +171,8 @@ def focus(summary: pd.DataFrame) -> tuple[pd.DataFrame, str]:
         return summary, ""
     keep = set(summary.loc[summary["setting"] == "", "group_key"])
     for _, part in summary.groupby(["preset", "dataset"], dropna=False):
-        for number in (1, 2, 3):
-            for row in TABLES[number].rows:
+        for table_no in (1, 2, 3):
+            for row in TABLES[table_no].rows:
                 try:
                     group, _ = match_groups(row, resolve_method(row), part)
                 except UnknownMethodError:
@@ -294,16 +289,16 @@ def build_report(results_dir: Path, out_dir: Path | None = None, qualitative: bo
     paper = paper_tables()
     ctxs = contexts(runs)
     any_table = False
-    for number, spec in TABLES.items():
+    for table_no, spec in TABLES.items():
         shown = False
         for name, ctx_runs in ctxs:
             ctx_cases = cases[cases["run_dir"].isin(ctx_runs["run_dir"])]
             result = build_table(spec, ctx_runs, ctx_cases, None, None, describe_protocol(ctx_runs))
             if not any(r["group_key"] and not r["shared"] for r in result.rows):
                 continue
-            stem = f"table{number}" if len(ctxs) == 1 else f"table{number}_{_slug(name)}"
+            stem = f"table{table_no}" if len(ctxs) == 1 else f"table{table_no}_{_slug(name)}"
             write_table(result, table_dir, stem)
-            heading = f"### Table {number}" + (f" ({name})" if len(ctxs) > 1 else "")
+            heading = f"### Table {table_no}" + (f" ({name})" if len(ctxs) > 1 else "")
             parts += [
                 heading,
                 "",
@@ -313,7 +308,7 @@ def build_report(results_dir: Path, out_dir: Path | None = None, qualitative: bo
             ]
             shown = any_table = True
         if not shown:
-            parts += [f"### Table {number}", "", f"No matching runs (run `bench table {number}`).", ""]
+            parts += [f"### Table {table_no}", "", f"No matching runs (run `bench table {table_no}`).", ""]
     if not any_table:
         parts += ["None of the paper's table rows has runs in this folder.", ""]
     parts += ["## Significance", "", significance_markdown(summary, cases, labels), "", SIGNIFICANCE_HELP]

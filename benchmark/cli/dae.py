@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from sslbench.benchmark.cli_common import data_option, friendly_errors, preset_option, set_option
+from sslbench.benchmark.cli.common import data_option, friendly_errors, preset_option, set_option
 from sslbench.benchmark.config import DEFAULT_SEEDS, build_config, parse_sets
 
 
@@ -28,13 +28,13 @@ def train_cmd(split, seed, data_root, preset, sets, quiet):
 
     The DAE is the one an lrep run with the same options would use (e.g. --set lrep.dae_iterations=2000).
     """
-    from sslbench.benchmark.trainer import RunFailed, prepare_assets
-    from sslbench.methods.algorithms.lrep.dae_training import DAETrainingError
+    from sslbench.benchmark.training.trainer import RunFailed, prepare_assets
+    from sslbench.methods.base import PreparationError
 
     cfg = build_config("lrep", split, seed, preset, parse_sets(sets), data_root)
     try:
         info = prepare_assets(cfg, progress=not quiet)["dae"]
-    except DAETrainingError as exc:
+    except PreparationError as exc:
         raise RunFailed(str(exc)) from None
     report = info["report"]
     ids = info["key"]["labeled_ids"]

@@ -1,6 +1,6 @@
 """Does each fast path leave accuracy alone? Train MT at a preset with every switch flipped, one at a time.
 
-    python -m sslbench.benchmark.fastpath_check --preset quick [--data DIR] [--seeds 1337,1338] [--compile]
+    python tools/fastpath_check.py --preset quick [--data DIR] [--seeds 1337,1338] [--compile]
 
 The baseline runs with the defaults on each seed; the spread between its seeds is the noise the other rows are
 judged against. Each training switch that acts on this device is flipped from its default and trained on the
@@ -24,7 +24,7 @@ import click
 import torch
 
 from sslbench.benchmark.config import DEFAULT_SEEDS, build_config, parse_sets
-from sslbench.benchmark.trainer import Trainer, resolve_device, train_run
+from sslbench.benchmark.training.trainer import Trainer, resolve_device, train_run
 
 
 def training_switches(device: torch.device, with_compile: bool) -> dict[str, dict[str, str]]:

@@ -390,13 +390,13 @@ def _predict_slice(run_dir: Path, case_id: str):
 
     import torch
 
-    from sslbench.benchmark.aggregate import _read_json
     from sslbench.benchmark.config import config_from_dict
-    from sslbench.benchmark.evaluate import largest_component, sliding_window_probs
-    from sslbench.benchmark.metrics import case_metrics
-    from sslbench.benchmark.trainer import Trainer
+    from sslbench.benchmark.evaluation.metrics import case_metrics
+    from sslbench.benchmark.evaluation.sliding_window import largest_component, sliding_window_probs
+    from sslbench.benchmark.reporting.aggregate import read_json_object
+    from sslbench.benchmark.training.trainer import Trainer
 
-    cfg = config_from_dict(_read_json(run_dir / "config.json"))
+    cfg = config_from_dict(read_json_object(run_dir / "config.json"))
     cfg = replace(cfg, train=replace(cfg.train, device="cuda" if torch.cuda.is_available() else "cpu"))
     trainer = Trainer(cfg, run_dir, progress=False)
     method = trainer.build_method()

@@ -30,10 +30,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from sslbench.benchmark.config import ConfigError, RunConfig
-from sslbench.benchmark.environment import code_version, environment
-from sslbench.benchmark.evaluate import evaluate_cases, summarize
-from sslbench.benchmark.io import read_json, save_torch, write_json, write_text
-from sslbench.benchmark.passes import count_passes
+from sslbench.benchmark.evaluation.sliding_window import evaluate_cases, summarize
+from sslbench.benchmark.runs.io import read_json, save_torch, write_json, write_text
+from sslbench.benchmark.training.environment import code_version, environment
+from sslbench.benchmark.training.passes import count_passes
 from sslbench.datasets.batches import TwoStreamBatches, to_tensors
 from sslbench.datasets.la import LADataset, open_dataset
 from sslbench.datasets.splits import parse_split

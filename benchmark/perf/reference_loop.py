@@ -12,7 +12,7 @@ in the loop, as our trainer does on CPU (`data.num_workers` auto = 0).
 
 `compare_reference` times our MT step (the trainer's `StepRunner`, data loading included) against this loop,
 interleaved A/B/B/A in one process, and batched against one-at-a-time sliding windows. Standalone:
-`python -m sslbench.benchmark.reference_loop --preset quick --iters 30` prints the reference's ms/iteration.
+`python -m sslbench.benchmark.perf.reference_loop --preset quick --iters 30` prints the reference's ms/iteration.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sslbench.benchmark.evaluate import sliding_window_scores
-from sslbench.benchmark.perf import DEFAULT_SPLIT, machine, perf_config, sets_for
-from sslbench.benchmark.trainer import StepRunner, Trainer, dataset_for, seed_everything
+from sslbench.benchmark.evaluation.sliding_window import sliding_window_scores
+from sslbench.benchmark.perf.timing import DEFAULT_SPLIT, machine, perf_config, sets_for
+from sslbench.benchmark.training.trainer import StepRunner, Trainer, dataset_for, seed_everything
 from sslbench.datasets.la import Volume
 from sslbench.methods.losses import dice_loss_fg
 from sslbench.methods.networks.vnet import VNet

@@ -12,9 +12,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import click
-import numpy as np
 
-from sslbench.benchmark.cli_common import (
+from sslbench.benchmark.cli.common import (
     data_option,
     default_out,
     execution_options,
@@ -24,16 +23,9 @@ from sslbench.benchmark.cli_common import (
     writable_dir,
 )
 from sslbench.benchmark.config import NON_RESULT_KEYS, ConfigError, RunConfig, parse_sets
-from sslbench.benchmark.sweep import (
-    MAX_SEEDS,
-    RunOutcome,
-    default_seeds,
-    expand_grid,
-    is_finished,
-    local_slots,
-    run_sweep,
-    summarize_outcomes,
-)
+from sslbench.benchmark.reporting.format import mean_std, text_table
+from sslbench.benchmark.runs.folder import RunOutcome, is_finished
+from sslbench.benchmark.sweep.grid import MAX_SEEDS, default_seeds, expand_grid
 
 
 def parse_seed_list(text: str) -> list[int]:
@@ -76,25 +68,6 @@ def group_keys(configs: list[RunConfig]) -> dict[str, tuple[str, str, str, str]]
     return keys
 
 
-def format_table(header: tuple[str, ...], rows: list[tuple]) -> str:
-    """A plain left-aligned text table."""
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = [
-        "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-        for r in [header, tuple("-" * w for w in widths), *rows]
-    ]
-    return "\n".join(lines)
-
-
-def _mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
-    vals = [scale * v for v in values if v is not None and np.isfinite(v)]
-    if not vals:
-        return "-"
-    if len(vals) == 1:
-        return f"{vals[0]:.{digits}f}"
-    return f"{np.mean(vals):.{digits}f} ± {np.std(vals, ddof=1):.{digits}f}"  # sample std over seeds
-
-
 def _key_header(show_settings: bool) -> tuple[str, ...]:
     return ("method", "variant", "split", "settings") if show_settings else ("method", "variant", "split")
 
@@ -116,7 +89,7 @@ def plan_table(configs: list[RunConfig], out: Path) -> str:
         (*_key_cells(k, show), ",".join(map(str, r["seeds"])), len(r["seeds"]), r["done"])
         for k, r in rows.items()
     ]
-    return format_table(header, body)
+    return text_table(header, body)
 
 
 def results_table(outcomes: list[RunOutcome]) -> str:
@@ -142,16 +115,16 @@ def results_table(outcomes: list[RunOutcome]) -> str:
         body.append(
             (
                 *_key_cells(key, show),
-                _mean_std([m["dice"] for m in ms], 100),
-                _mean_std([m["jaccard"] for m in ms], 100),
-                _mean_std([m["hd95_vox"] for m in ms]),
-                _mean_std([m["asd_vox"] for m in ms]),
-                _mean_std([(m.get("cost") or {}).get("sec_per_iter_median") for m in ms], digits=3),
+                mean_std([m["dice"] for m in ms], 100),
+                mean_std([m["jaccard"] for m in ms], 100),
+                mean_std([m["hd95_vox"] for m in ms]),
+                mean_std([m["asd_vox"] for m in ms]),
+                mean_std([(m.get("cost") or {}).get("sec_per_iter_median") for m in ms], digits=3),
                 len(ms),
                 sum(o.status == "failed" for o in group),
             )
         )
-    return format_table(header, body)
+    return text_table(header, body)
 
 
 def _backend_line(backend: str, scheduler: str | None, jobs: int | None, runs_per_gpu: int) -> str:
@@ -161,6 +134,8 @@ def _backend_line(backend: str, scheduler: str | None, jobs: int | None, runs_pe
             if scheduler
             else f"backend: dask, local cluster of {jobs or 1}"
         )
+    from sslbench.benchmark.sweep.local import local_slots
+
     devices, threads = local_slots(jobs, runs_per_gpu)
     where = ", ".join(sorted(set(d for d in devices if d))) or "cpu"
     per_run = f", {threads} threads per run" if threads else ""
@@ -241,6 +216,8 @@ def run(
     where = _backend_line(backend, scheduler, jobs, runs_per_gpu)
     click.echo(f"sweep: {len(configs)} runs into {out}  ({where})")
     click.echo(plan_table(configs, out))
+    from sslbench.benchmark.sweep.runner import run_sweep, summarize_outcomes
+
     outcomes = run_sweep(configs, out, jobs, backend, scheduler, runs_per_gpu, force, progress=not quiet)
     counts = summarize_outcomes(outcomes)
     click.echo(

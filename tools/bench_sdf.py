@@ -1,4 +1,4 @@
-"""Signed-distance targets in the data loader: correctness and cost (run `python -m sslbench.benchmark.bench_sdf`).
+"""Signed-distance targets in the data loader: correctness and cost (run `python tools/bench_sdf.py`).
 
 1. Correctness: batches built by the trainer's loader (`TwoStreamBatches` + `DataLoader` worker processes, with
    DTC's `batch_targets`) carry SDF maps that are `np.array_equal` to the literal definition
