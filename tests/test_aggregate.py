@@ -18,15 +18,10 @@ from click.testing import CliRunner
 
 from sslbench.benchmark.config import build_config
 from sslbench.benchmark.reporting.aggregate import collect, load_cases, mean_std, paired_wilcoxon, summarize
-from sslbench.benchmark.reporting.tables.build import (
-    TABLES,
-    build_table,
-    paper_tables,
-    plan_tables,
-    to_csv,
-    to_latex,
-    to_markdown,
-)
+from sslbench.benchmark.reporting.tables.build import build_table
+from sslbench.benchmark.reporting.tables.pipeline import plan_tables
+from sslbench.benchmark.reporting.tables.render import to_csv, to_latex, to_markdown
+from sslbench.benchmark.reporting.tables.specs import TABLES, paper_tables
 from sslbench.methods.base import Method
 from sslbench.methods.registry import UnknownMethodError, get_method, register, unregister
 
@@ -300,7 +295,7 @@ def test_paper_numbers_ship_with_the_package():
 
 def test_shared_rows_are_planned_once(monkeypatch, tmp_path):
     import sslbench.benchmark.sweep.runner as sweep
-    from sslbench.benchmark.reporting.tables.build import run_tables
+    from sslbench.benchmark.reporting.tables.pipeline import run_tables
 
     seen = []
     monkeypatch.setattr(sweep, "run_sweep", lambda configs, out, **kw: seen.extend(configs) or [])

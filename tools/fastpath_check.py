@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,8 @@ import click
 import torch
 
 from sslbench.benchmark.config import DEFAULT_SEEDS, build_config, parse_sets
-from sslbench.benchmark.training.trainer import Trainer, resolve_device, train_run
+from sslbench.benchmark.runs.folder import load_run
+from sslbench.benchmark.training.trainer import resolve_device, train_run
 
 
 def training_switches(device: torch.device, with_compile: bool) -> dict[str, dict[str, str]]:
@@ -57,12 +57,8 @@ def _row(name: str, seed: int, metrics: dict[str, Any]) -> dict[str, Any]:
 
 def reevaluate(run_dir: Path, cfg, sw_batch: int) -> dict[str, Any]:
     """The weights of a finished run evaluated with another sliding-window batch."""
-    cfg = replace(cfg, eval=replace(cfg.eval, sw_batch=sw_batch))
-    trainer = Trainer(cfg, run_dir, progress=False)
-    method = trainer.build_method()
-    state = torch.load(run_dir / "model.pt", map_location=trainer.device, weights_only=False)
-    method.load_state_dict(state["state"])
-    return trainer.evaluate(method, write=False)
+    run = load_run(run_dir, device=cfg.train.device, eval_overrides={"sw_batch": sw_batch})
+    return run.trainer.evaluate(run.method, write=False)
 
 
 def check(

@@ -60,7 +60,8 @@ def table(
     Rows shared between tables (e.g. Ours at beta 1, lambda 0.1) are the same runs, trained once. Rows whose
     method is not registered are left empty with a note.
     """
-    from sslbench.benchmark.reporting.tables.build import run_tables, to_markdown
+    from sslbench.benchmark.reporting.tables.pipeline import run_tables
+    from sslbench.benchmark.reporting.tables.render import to_markdown
     from sslbench.benchmark.sweep.grid import default_seeds
     from sslbench.benchmark.sweep.runner import summarize_outcomes
 

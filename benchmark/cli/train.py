@@ -15,6 +15,7 @@ from sslbench.benchmark.cli.common import (
     writable_dir,
 )
 from sslbench.benchmark.config import DEFAULT_SEEDS, build_config, parse_sets
+from sslbench.benchmark.runs.folder import CONFIG_FILE
 
 
 @click.command()
@@ -56,7 +57,7 @@ def eval_cmd(run_dir, data_root, quiet):
     """Re-evaluate a finished run's final weights."""
     from sslbench.benchmark.training.trainer import RunFailed, evaluate_run
 
-    if not (run_dir / "config.json").is_file():
+    if not (run_dir / CONFIG_FILE).is_file():
         raise RunFailed(f"{run_dir}: not a run folder (no config.json)")
     m = evaluate_run(run_dir, data_root, progress=not quiet)
     click.echo(

@@ -23,7 +23,17 @@ import pandas as pd
 
 from sslbench.benchmark.config import NON_RESULT_KEYS
 from sslbench.benchmark.reporting.format import mean_std
-from sslbench.benchmark.runs.folder import find_run_dirs, flatten_config, parse_run_name, read_json_object
+from sslbench.benchmark.runs.folder import (
+    CASES_FILE,
+    CONFIG_FILE,
+    FAILED_FILE,
+    LOG_FILE,
+    METRICS_FILE,
+    find_run_dirs,
+    flatten_config,
+    parse_run_name,
+    read_json_object,
+)
 
 METRICS = ("dice", "jaccard", "hd95_vox", "asd_vox", "hd95_mm", "asd_mm")
 PERCENT_METRICS = ("dice", "jaccard")  # stored as fractions, shown in %
@@ -76,15 +86,15 @@ def _group_key(row: dict) -> str:
 def read_run(run_dir: Path) -> dict:
     """One row describing a run folder: identity, status, settings, metrics and cost."""
     run_dir = Path(run_dir)
-    config = read_json_object(run_dir / "config.json")
-    metrics = read_json_object(run_dir / "metrics.json")
-    failed = read_json_object(run_dir / "failed.json") if (run_dir / "failed.json").exists() else None
+    config = read_json_object(run_dir / CONFIG_FILE)
+    metrics = read_json_object(run_dir / METRICS_FILE)
+    failed = read_json_object(run_dir / FAILED_FILE) if (run_dir / FAILED_FILE).exists() else None
     if config is None and isinstance((failed or {}).get("config"), dict):
         # The sweep records the resolved config of a failed run, also when it failed before config.json.
         config = {**failed["config"], "run_id": failed.get("run_id")}
     if metrics is not None:
         status, error = "done", None
-    elif failed is not None or (run_dir / "failed.json").exists():
+    elif failed is not None or (run_dir / FAILED_FILE).exists():
         status = "failed"
         error = str((failed or {}).get("error") or "failed.json unreadable").strip()
     else:
@@ -318,7 +328,7 @@ def load_cases(df: pd.DataFrame) -> pd.DataFrame:
     """Per-case metrics of every finished run (cases.csv), with the run's group_key, method, split and seed."""
     frames = []
     for _, run in df[df["status"] == "done"].iterrows():
-        path = Path(run["run_dir"]) / "cases.csv"
+        path = Path(run["run_dir"]) / CASES_FILE
         if not path.is_file():
             continue
         try:
@@ -337,7 +347,7 @@ def load_logs(df: pd.DataFrame) -> pd.DataFrame:
     """Training log lines (log.jsonl) of every run that has one, with the run's group_key and seed."""
     frames = []
     for _, run in df.iterrows():
-        path = Path(run["run_dir"]) / "log.jsonl"
+        path = Path(run["run_dir"]) / LOG_FILE
         if not path.is_file():
             continue
         records = []

@@ -386,23 +386,14 @@ def sensitivity(summary: pd.DataFrame, paper: pd.DataFrame, out_dir: Path) -> Pl
 # --- qualitative (the paper's Fig. 2) -----------------------------------------------------------------------
 def _predict_slice(run_dir: Path, case_id: str):
     """Re-run inference of a finished run on one test case: (image, label, prediction, spacing, metrics)."""
-    from dataclasses import replace
-
     import torch
 
-    from sslbench.benchmark.config import config_from_dict
     from sslbench.benchmark.evaluation.metrics import case_metrics
     from sslbench.benchmark.evaluation.sliding_window import largest_component, sliding_window_probs
-    from sslbench.benchmark.reporting.aggregate import read_json_object
-    from sslbench.benchmark.training.trainer import Trainer
+    from sslbench.benchmark.runs.folder import load_run
 
-    cfg = config_from_dict(read_json_object(run_dir / "config.json"))
-    cfg = replace(cfg, train=replace(cfg.train, device="cuda" if torch.cuda.is_available() else "cpu"))
-    trainer = Trainer(cfg, run_dir, progress=False)
-    method = trainer.build_method()
-    state = torch.load(run_dir / "model.pt", map_location=trainer.device, weights_only=False)
-    method.load_state_dict(state["state"])
-    method.eval()
+    run = load_run(run_dir, device="cuda" if torch.cuda.is_available() else "cpu")
+    cfg, trainer, method = run.cfg, run.trainer, run.method
     vol = trainer.dataset.volume(case_id)
     with torch.no_grad():
         probs = sliding_window_probs(

@@ -25,16 +25,10 @@ from sslbench.benchmark.reporting.aggregate import (
     summarize,
 )
 from sslbench.benchmark.reporting.format import markdown_table, number
-from sslbench.benchmark.reporting.tables.build import (
-    TABLES,
-    build_table,
-    describe_protocol,
-    match_groups,
-    paper_tables,
-    resolve_method,
-    to_markdown,
-    write_table,
-)
+from sslbench.benchmark.reporting.tables.build import build_table, describe_protocol, match_groups
+from sslbench.benchmark.reporting.tables.render import to_markdown, write_table
+from sslbench.benchmark.reporting.tables.specs import TABLES, paper_tables, resolve_method
+from sslbench.benchmark.runs.folder import WEIGHTS_FILE
 from sslbench.benchmark.runs.io import write_text
 from sslbench.methods.registry import UnknownMethodError
 
@@ -192,7 +186,7 @@ def qualitative_inputs(
 ) -> tuple[list[tuple[str, Path]], str | None, str]:
     """The runs to show in the qualitative figure, the test case, and why nothing could be chosen."""
     with_model = runs[
-        (runs["status"] == "done") & runs["run_dir"].map(lambda d: (Path(d) / "model.pt").is_file())
+        (runs["status"] == "done") & runs["run_dir"].map(lambda d: (Path(d) / WEIGHTS_FILE).is_file())
     ]
     if with_model.empty:
         return [], None, "no finished run has model.pt (weights are needed to re-run inference)"

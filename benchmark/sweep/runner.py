@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from sslbench.benchmark.config import ConfigError, RunConfig
-from sslbench.benchmark.runs.folder import RunOutcome, is_finished, record_failure
+from sslbench.benchmark.runs.folder import METRICS_FILE, RunOutcome, is_finished, record_failure
 from sslbench.benchmark.runs.io import read_json
 from sslbench.benchmark.sweep.cluster import run_dask
 from sslbench.benchmark.sweep.local import PendingRun, run_local
@@ -119,7 +119,7 @@ def run_sweep(
         if force and run_dir.exists():
             shutil.rmtree(run_dir)
         if is_finished(cfg, run_dir):
-            metrics = read_json(run_dir / "metrics.json")
+            metrics = read_json(run_dir / METRICS_FILE)
             seconds = float((metrics.get("cost") or {}).get("total_wall_s") or 0.0)
             outcomes[run_dir] = RunOutcome(cfg, run_dir, "skipped", None, metrics, seconds)
             continue

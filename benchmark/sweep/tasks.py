@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from sslbench.benchmark.config import RunConfig
-from sslbench.benchmark.runs.folder import RunOutcome, record_failure
+from sslbench.benchmark.runs.folder import CHECKPOINT_FILE, FAILED_FILE, RunOutcome, record_failure
 from sslbench.benchmark.training.trainer import RunFailed, prepare_assets, train_run
 
 
@@ -62,11 +62,11 @@ def run_task(
     if prep_error is not None:
         return record_failure(cfg, run_dir, f"preparing assets failed: {prep_error}", "", 0.0)
     try:
-        resume = (run_dir / "checkpoint.pt").is_file()
+        resume = (run_dir / CHECKPOINT_FILE).is_file()
         metrics = train_run(_in_process_loading(cfg), run_dir, progress=progress, resume=resume)
     except Exception as exc:
         return record_failure(cfg, run_dir, one_line(exc), traceback.format_exc(), time.perf_counter() - t0)
     finally:
         _release_device_memory()
-    (run_dir / "failed.json").unlink(missing_ok=True)
+    (run_dir / FAILED_FILE).unlink(missing_ok=True)
     return RunOutcome(cfg, run_dir, "done", None, metrics, time.perf_counter() - t0)

@@ -31,7 +31,15 @@ from torch.utils.data import DataLoader
 
 from sslbench.benchmark.config import ConfigError, RunConfig
 from sslbench.benchmark.evaluation.sliding_window import evaluate_cases, summarize
-from sslbench.benchmark.runs.io import read_json, save_torch, write_json, write_text
+from sslbench.benchmark.runs.folder import (
+    CASES_FILE,
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    LOG_FILE,
+    METRICS_FILE,
+    WEIGHTS_FILE,
+)
+from sslbench.benchmark.runs.io import save_torch, write_json, write_text
 from sslbench.benchmark.training.environment import code_version, environment
 from sslbench.benchmark.training.passes import count_passes
 from sslbench.datasets.batches import TwoStreamBatches, to_tensors
@@ -405,7 +413,7 @@ class Trainer:
             environment=environment(self.device),
             assets=getattr(self, "asset_info", {}),
         )
-        write_json(self.out_dir / "config.json", record)
+        write_json(self.out_dir / CONFIG_FILE, record)
 
     # ---------------------------------------------------------------------------------------------------
     def run(self, resume: bool = False) -> dict:
@@ -416,14 +424,14 @@ class Trainer:
         method = self.build_method()
         runner = StepRunner(self, method)
         start, step_times, wait_times = 0, [], []
-        ckpt_path = self.out_dir / "checkpoint.pt"
+        ckpt_path = self.out_dir / CHECKPOINT_FILE
         # Validate a checkpoint before touching anything in the folder: a refused resume changes nothing.
         if resume and ckpt_path.is_file():
             start = self._load_checkpoint(ckpt_path, method, runner.optimizer, runner.extra_opts)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        (self.out_dir / "metrics.json").unlink(missing_ok=True)
+        (self.out_dir / METRICS_FILE).unlink(missing_ok=True)
         if start == 0:
-            (self.out_dir / "log.jsonl").unlink(missing_ok=True)
+            (self.out_dir / LOG_FILE).unlink(missing_ok=True)
         self.write_config()
         method.train()
         setup_s = time.perf_counter() - wall0
@@ -439,7 +447,7 @@ class Trainer:
             file=sys.stderr,
         )
         passes: dict[str, float] = {}
-        log = open(self.out_dir / "log.jsonl", "a")  # noqa: SIM115 (kept open for the whole loop)
+        log = open(self.out_dir / LOG_FILE, "a")  # noqa: SIM115 (kept open for the whole loop)
         try:
             t_wait = time.perf_counter()
             for step, arrays in zip(range(start, t.iterations), loader, strict=True):
@@ -471,7 +479,7 @@ class Trainer:
         train_wall = time.perf_counter() - wall0
         train_peak = peak_memory_mb(self.device)
         save_torch(
-            self.out_dir / "model.pt",
+            self.out_dir / WEIGHTS_FILE,
             {"method": cfg.method, "run_id": cfg.run_id(), "state": method.state_dict()},
         )
         reset_peak_memory(self.device)
@@ -487,7 +495,7 @@ class Trainer:
         memory = {"train": train_peak, "eval": peak_memory_mb(self.device)}
         metrics["cost"] = self._cost(step_times, wait_times, passes, timings, memory, metrics)
         metrics["resumed_from_step"] = start
-        write_json(self.out_dir / "metrics.json", metrics)
+        write_json(self.out_dir / METRICS_FILE, metrics)
         ckpt_path.unlink(missing_ok=True)
         return metrics
 
@@ -505,7 +513,7 @@ class Trainer:
             progress=self.progress,
         )
         if write:
-            write_text(self.out_dir / "cases.csv", cases.to_csv(index=False))
+            write_text(self.out_dir / CASES_FILE, cases.to_csv(index=False))
         return summarize(cases)
 
     def unlabeled_per_batch(self) -> int:
@@ -571,7 +579,7 @@ class Trainer:
 
     def _truncate_log(self, next_step: int) -> None:
         """Drop log lines written after the checkpoint, so a resumed log has each step once."""
-        path = self.out_dir / "log.jsonl"
+        path = self.out_dir / LOG_FILE
         if not path.is_file():
             return
         keep = [
@@ -607,22 +615,8 @@ def train_run(cfg: RunConfig, out_dir: Path, progress: bool = True, resume: bool
 
 def evaluate_run(run_dir: Path, data_root: str | None = None, progress: bool = True) -> dict:
     """Re-evaluate a finished run's final weights (optionally on another data folder)."""
-    from sslbench.benchmark.config import config_from_dict
+    from sslbench.benchmark.runs.folder import load_run
 
-    run_dir = Path(run_dir)
-    record = read_json(run_dir / "config.json")
-    cfg = config_from_dict(record)
-    if data_root is not None:
-        cfg = replace(cfg, data=replace(cfg.data, root=str(data_root)))
-    weights = run_dir / "model.pt"
-    if not weights.is_file():
-        raise RunFailed(f"{weights}: no final weights (did the run finish?)")
-    trainer = Trainer(cfg, run_dir, progress)
-    method = trainer.build_method()
-    state = torch.load(weights, map_location=trainer.device, weights_only=False)
-    if state.get("method") != cfg.method:
-        raise RunFailed(
-            f"{weights}: weights are from method '{state.get('method')}', config says '{cfg.method}'"
-        )
-    method.load_state_dict(state["state"])
-    return trainer.evaluate(method)
+    run = load_run(run_dir, data_root)
+    run.trainer.progress = progress
+    return run.trainer.evaluate(run.method)
