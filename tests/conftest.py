@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# The real LA data beside the checkout (../shared/data); SSLBENCH_SHARED_DATA points elsewhere.
+SHARED_DATA = Path(
+    os.environ.get("SSLBENCH_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
+)
 
 # Two cores: keep torch from oversubscribing when tests spawn workers.
 torch.set_num_threads(min(2, torch.get_num_threads()))

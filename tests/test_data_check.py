@@ -7,13 +7,12 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import SHARED_DATA
 
 from sslbench.benchmark.cli.data import data
 from sslbench.datasets.check import check_dataset, check_report
 from sslbench.datasets.la import CASES_DIR, case_path
 from sslbench.datasets.synthetic import generate
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @pytest.fixture(scope="module")

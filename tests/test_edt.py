@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED_DATA
 from scipy import ndimage
 
 from sslbench.methods.edt import edt, inner_boundary, sdf_torch
@@ -19,8 +19,7 @@ SPACINGS = [(1.0, 1.0, 1.0), (0.625, 0.625, 1.25), (2.0, 1.0, 0.5)]
 
 
 def shared_data() -> Path:
-    env = os.environ.get("SSLBENCH_SHARED_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+    return SHARED_DATA
 
 
 def blob(shape: tuple[int, ...], fraction: float, seed: int, sigma: float = 1.5) -> np.ndarray:

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import SHARED_DATA
 
 from sslbench.benchmark.cli.data import data
 from sslbench.datasets.check import check_dataset
@@ -13,7 +14,6 @@ from sslbench.datasets.la import open_dataset
 from sslbench.datasets.prepare_la import LISTS_DIR, prepare_la, protocol_lists
 
 sitk = pytest.importorskip("SimpleITK")
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SHAPE = (180, 170, 20)  # (x, y, z): x != y so that a transposition error shows
 BOX = {"x": (60, 89), "y": (70, 94), "z": (4, 15)}  # inclusive foreground bounding box
 

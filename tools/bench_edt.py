@@ -1,6 +1,6 @@
 """Cost of the SDF target: SciPy/scikit-image `batch_sdf` against the torch `sdf_torch` (methods/edt.py).
 
-Run `python -m sslbench.benchmark.bench_edt` (or this file directly). Prints the median ms per batch of 4
+Run `python tools/bench_edt.py` (or this file directly). Prints the median ms per batch of 4
 label crops at the quick crop (32^3) and the paper crop (112x112x80), on one CPU thread, and on CUDA when
 present; every timed torch result is also checked to equal `batch_sdf` bit for bit. Crops come from the
 full-resolution LA sample (`$SSLBENCH_SHARED_DATA/la-full-sample`, else ../shared/data/la-full-sample) when
