@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 import sslbench.methods  # noqa: F401  (registers the built-in methods)
 from sslbench.benchmark.config import build_config
-from sslbench.benchmark.training.trainer import AssetStore, Trainer, asset_key, train_run
+from sslbench.benchmark.training.assets import AssetStore
+from sslbench.benchmark.training.trainer import Trainer, asset_key, train_run
 from sslbench.methods.algorithms import lrep as lrep_mod
 from sslbench.methods.algorithms.lrep import (
     LabelingRepresentation,

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 import sslbench.methods  # noqa: F401
 from sslbench.benchmark.config import ConfigError, build_config
-from sslbench.benchmark.training.trainer import resolve_workers, train_run
+from sslbench.benchmark.training.device import resolve_workers
+from sslbench.benchmark.training.trainer import train_run
 from sslbench.datasets.batches import TwoStreamBatches
 from sslbench.datasets.la import Volume
 from sslbench.datasets.transforms import crop_padding

@@ -13,7 +13,8 @@ import torch
 
 import sslbench.methods  # noqa: F401
 from sslbench.benchmark.config import build_config
-from sslbench.benchmark.training.trainer import RunFailed, train_run
+from sslbench.benchmark.training.errors import RunFailed
+from sslbench.benchmark.training.trainer import train_run
 from sslbench.datasets.batches import TwoStreamBatches
 from sslbench.datasets.la import Volume
 from sslbench.datasets.transforms import crop_padding, random_crop

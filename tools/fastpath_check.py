@@ -24,7 +24,8 @@ import torch
 
 from sslbench.benchmark.config import DEFAULT_SEEDS, build_config, parse_sets
 from sslbench.benchmark.runs.folder import load_run
-from sslbench.benchmark.training.trainer import resolve_device, train_run
+from sslbench.benchmark.training.device import resolve_device
+from sslbench.benchmark.training.trainer import train_run
 
 
 def training_switches(device: torch.device, with_compile: bool) -> dict[str, dict[str, str]]:

@@ -20,7 +20,7 @@ def friendly_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from sslbench.benchmark.training.trainer import RunFailed
+        from sslbench.benchmark.training.errors import RunFailed
         from sslbench.methods.base import PreparationError
 
         try:

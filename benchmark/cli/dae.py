@@ -28,7 +28,8 @@ def train_cmd(split, seed, data_root, preset, sets, quiet):
 
     The DAE is the one an lrep run with the same options would use (e.g. --set lrep.dae_iterations=2000).
     """
-    from sslbench.benchmark.training.trainer import RunFailed, prepare_assets
+    from sslbench.benchmark.training.errors import RunFailed
+    from sslbench.benchmark.training.trainer import prepare_assets
     from sslbench.methods.base import PreparationError
 
     cfg = build_config("lrep", split, seed, preset, parse_sets(sets), data_root)

@@ -55,7 +55,8 @@ def train(method, split, seed, data_root, preset, out, sets, resume, quiet):
 @friendly_errors
 def eval_cmd(run_dir, data_root, quiet):
     """Re-evaluate a finished run's final weights."""
-    from sslbench.benchmark.training.trainer import RunFailed, evaluate_run
+    from sslbench.benchmark.training.errors import RunFailed
+    from sslbench.benchmark.training.trainer import evaluate_run
 
     if not (run_dir / CONFIG_FILE).is_file():
         raise RunFailed(f"{run_dir}: not a run folder (no config.json)")

@@ -29,7 +29,9 @@ import torch.nn.functional as F
 
 from sslbench.benchmark.evaluation.sliding_window import sliding_window_scores
 from sslbench.benchmark.perf.timing import DEFAULT_SPLIT, machine, perf_config, sets_for
-from sslbench.benchmark.training.trainer import StepRunner, Trainer, dataset_for, seed_everything
+from sslbench.benchmark.training.device import seed_everything
+from sslbench.benchmark.training.step import StepRunner
+from sslbench.benchmark.training.trainer import Trainer, dataset_for
 from sslbench.datasets.la import Volume
 from sslbench.methods.losses import dice_loss_fg
 from sslbench.methods.networks.vnet import VNet

@@ -37,17 +37,15 @@ from sslbench.benchmark.config import ConfigError, RunConfig, build_config, sets
 from sslbench.benchmark.evaluation.sliding_window import window_grid
 from sslbench.benchmark.reporting.format import number, text_table
 from sslbench.benchmark.runs.io import write_json
-from sslbench.benchmark.training.trainer import (
-    WARMUP_STEPS,
-    StepRunner,
-    Trainer,
-    dataset_for,
+from sslbench.benchmark.training.device import (
     peak_memory_mb,
     reset_peak_memory,
     resolve_device,
     seed_everything,
     usable_cores,
 )
+from sslbench.benchmark.training.step import WARMUP_STEPS, StepRunner
+from sslbench.benchmark.training.trainer import Trainer, dataset_for
 from sslbench.methods.registry import get_method, list_methods
 
 DEFAULT_SPLIT = "8/72"  # the paper's 10 % setting

@@ -44,7 +44,7 @@ def compute_view(
     from sslbench.benchmark.config import ConfigError
     from sslbench.benchmark.evaluation.sliding_window import sliding_window_probs
     from sslbench.benchmark.runs.folder import load_run, read_json_object
-    from sslbench.benchmark.training.trainer import RunFailed
+    from sslbench.benchmark.training.errors import RunFailed
     from sslbench.methods.algorithms.lrep import dae_input_map, uncertainty_map
 
     run_dir = Path(run_dir)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from sslbench.benchmark.config import RunConfig
 from sslbench.benchmark.runs.folder import CHECKPOINT_FILE, FAILED_FILE, RunOutcome, record_failure
-from sslbench.benchmark.training.trainer import RunFailed, prepare_assets, train_run
+from sslbench.benchmark.training.errors import RunFailed
+from sslbench.benchmark.training.trainer import prepare_assets, train_run
 
 
 def one_line(exc: BaseException) -> str:

@@ -13,12 +13,7 @@ channels-last 3D, torch.compile, sliding-window batch, loader workers).
 
 from __future__ import annotations
 
-import contextlib
 import json
-import math
-import os
-import random
-import resource
 import sys
 import time
 from dataclasses import replace
@@ -40,60 +35,27 @@ from sslbench.benchmark.runs.folder import (
     WEIGHTS_FILE,
 )
 from sslbench.benchmark.runs.io import save_torch, write_json, write_text
+from sslbench.benchmark.training.assets import AssetStore
+from sslbench.benchmark.training.device import (
+    configure_backends,
+    peak_memory_mb,
+    reset_peak_memory,
+    resolve_device,
+    resolve_workers,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
 from sslbench.benchmark.training.environment import code_version, environment
-from sslbench.benchmark.training.passes import count_passes
+from sslbench.benchmark.training.errors import RunFailed
+from sslbench.benchmark.training.schedules import lr_at
+from sslbench.benchmark.training.step import WARMUP_STEPS, StepRunner, scalar_outputs
 from sslbench.datasets.batches import TwoStreamBatches, to_tensors
+from sslbench.datasets.default import cache_dir
 from sslbench.datasets.la import LADataset, open_dataset
 from sslbench.datasets.splits import parse_split
-from sslbench.methods.base import Batch, Method, MethodContext
+from sslbench.methods.base import Method, MethodContext
 from sslbench.methods.registry import get_method
-
-WARMUP_STEPS = 5  # steps left out of the per-iteration times (allocator, cuDNN autotuning, first batches)
-
-
-class RunFailed(RuntimeError):
-    """A run stopped on purpose (non-finite loss, incompatible checkpoint...); the message says why."""
-
-
-class AssetStore:
-    """The `AssetCache` of a run: prepared assets stored once per key under the cache folder.
-
-    Keys must name everything an asset depends on (dataset, split ids, seed, config); the methods package stays
-    free of file IO by handing its builder to `cached`. Writes are atomic, so parallel sweep workers at worst
-    build the same asset twice and never read half of one. `info` is what config.json records of each asset.
-    """
-
-    def __init__(self, root: Path):
-        self.root = Path(root)
-        self.info: dict[str, dict[str, Any]] = {}
-
-    def cached(self, kind: str, key: dict[str, Any], build) -> Any:
-        import hashlib
-
-        digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
-        path = self.root / kind / f"{digest}.pt"
-        self.info[kind] = {"cache": str(path), "key": key}
-        if path.is_file():
-            try:
-                return torch.load(path, map_location="cpu", weights_only=False)["asset"]
-            except Exception:  # a corrupt cache entry is rebuilt, never trusted
-                path.unlink(missing_ok=True)
-        asset = build()
-        save_torch(path, {"key": key, "asset": asset})
-        (path.parent / f"{digest}.json").write_text(json.dumps(key, indent=2, default=str))
-        return asset
-
-    def record(self, kind: str, info: dict[str, Any]) -> None:
-        self.info.setdefault(kind, {}).update(info)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RunFailed(f"train.device={name}: CUDA is not available on this machine")
-    return device
 
 
 def dataset_for(cfg: RunConfig) -> LADataset:
@@ -143,155 +105,6 @@ def method_context(
         progress=progress,
         cache=cache,
     )
-
-
-def cache_dir() -> Path:
-    import os
-
-    return Path(os.environ.get("SSLBENCH_CACHE", Path.home() / ".cache" / "sslbench"))
-
-
-def seed_everything(seed: int, deterministic: bool) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    configure_backends(deterministic)
-
-
-def configure_backends(deterministic: bool) -> None:
-    """cuDNN autotuning (the fastest convolution algorithm per shape, found on first use) unless determinism is
-    asked for: `train.deterministic=true` switches autotuning off and picks deterministic algorithms."""
-    torch.backends.cudnn.deterministic = deterministic
-    torch.backends.cudnn.benchmark = not deterministic
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def resolve_workers(num_workers: int, device: torch.device, threads: int = 0) -> int:
-    """`data.num_workers`, where -1 means auto: 0 on CPU, min(4, cores) on CUDA.
-
-    On a CPU-only machine loader workers take cores from the training threads (measured on 2 cores: no faster,
-    see the perf notes in benchmark/perf.py); on a GPU machine they build the next batches while the GPU trains.
-    `threads` (`train.threads`, set by sweeps that pack several runs on one machine) caps the cores counted.
-    """
-    if num_workers >= 0:
-        return num_workers
-    return min(4, threads or usable_cores()) if device.type == "cuda" else 0
-
-
-def lr_at(cfg: RunConfig, step: int) -> float:
-    t = cfg.train
-    if t.lr_policy == "step":
-        every = t.lr_step or max(1, round(t.iterations * 2500 / 6000))
-        return t.lr * t.lr_gamma ** (step // every)
-    if t.lr_policy == "cosine":
-        t_max = t.iterations + t.cosine_extra
-        return t.lr * 0.5 * (1.0 + math.cos(math.pi * min(step, t_max) / t_max))
-    return t.lr * (1.0 - step / t.iterations) ** 0.9  # poly (SSL4MIS)
-
-
-def reset_peak_memory(device: torch.device) -> None:
-    """Start a new peak-memory window, so a process that runs several methods reports each one's own peak."""
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        return
-    # Linux: writing 5 resets the peak resident set (VmHWM, and with it ru_maxrss) to the current one. Elsewhere
-    # the CPU figure stays the peak of the whole process.
-    with contextlib.suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5")
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    """CUDA: the most memory held by tensors since the last reset. CPU: the peak resident set of this process."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    # ru_maxrss is in KiB on Linux.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _scalars(out: dict) -> dict[str, torch.Tensor]:
-    return {k: v.detach() for k, v in out.items() if torch.is_tensor(v) and v.numel() == 1}
-
-
-class StepRunner:
-    """One optimisation step of a built method: batch to the device, lr, autocast, backward, optimiser(s), EMA.
-
-    The trainer's loop, `bench perf` and the comparison with the reference loop all time this same code.
-    """
-
-    def __init__(self, trainer: Trainer, method: Method):
-        t = trainer.cfg.train
-        self.trainer = trainer
-        self.method = method
-        self.optimizer = torch.optim.SGD(
-            method.trainable_parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay
-        )
-        self.extra_opts = method.extra_optimizers()
-        self._unchecked: list[tuple[int, dict[str, torch.Tensor]]] = []
-
-    def __call__(self, arrays: dict[str, torch.Tensor], step: int, count: bool = False) -> tuple[dict, dict]:
-        """Run step `step` on a loader batch; returns (the method's outputs, forward passes if `count`)."""
-        cfg, device = self.trainer.cfg, self.trainer.device
-        extras = {k[6:]: v for k, v in arrays.items() if k.startswith("extra_")}
-        batch = Batch(arrays["x_l"], arrays["y_l"], arrays["x_u"], extras).to(device, non_blocking=True)
-        lr = lr_at(cfg, step)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        passes: dict[str, float] = {}
-        with contextlib.ExitStack() as stack:
-            if count:
-                passes = stack.enter_context(count_passes(self.method))
-            stack.enter_context(self.trainer.autocast())
-            out = self.method.train_step(batch, step, cfg.train.iterations)
-        if device.type == "cuda":
-            # Reading the loss on the host would wait for the GPU mid-step: checked at log and checkpoint steps.
-            self._unchecked.append((step, _scalars(out)))
-        elif not math.isfinite(float(out["loss"].detach())):
-            values = {k: float(v) for k, v in _scalars(out).items()}
-            raise RunFailed(f"non-finite loss at step {step}: {values}")
-        self.optimizer.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        self.optimizer.step()
-        self.method.on_after_optimizer_step(step)
-        if self.extra_opts:
-            out.update(self.method.extra_step(batch, step, cfg.train.iterations, self.extra_opts))
-        return out, passes
-
-    def check_finite(self) -> None:
-        """On CUDA: raise RunFailed naming the first step since the last check whose loss was not finite.
-
-        A failing run stops a few steps after the bad one, but the message names the same first bad step, and no
-        checkpoint is written before this check passes. (On CPU every step is checked before its backward.)
-        """
-        if not self._unchecked:
-            return
-        pending, self._unchecked = self._unchecked, []
-        finite = torch.stack([torch.isfinite(terms["loss"]) for _, terms in pending]).cpu()
-        if bool(finite.all()):
-            return
-        step, terms = pending[int((~finite).nonzero()[0])]
-        values = {k: float(v) for k, v in terms.items()}
-        raise RunFailed(f"non-finite loss at step {step}: {values}")
 
 
 class Trainer:
@@ -463,7 +276,7 @@ class Trainer:
                 if step % t.log_every == 0 or step == t.iterations - 1:
                     runner.check_finite()
                     record = {"step": step, "lr": lr_at(cfg, step)}
-                    record.update({k: float(v) for k, v in _scalars(out).items()})
+                    record.update({k: float(v) for k, v in scalar_outputs(out).items()})
                     record["sec_per_iter"] = step_times[-1]
                     log.write(json.dumps(record) + "\n")
                     log.flush()
@@ -555,7 +368,7 @@ class Trainer:
                 "method_state": method.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "extra_optimizers": [o.state_dict() for o in extra_opts],
-                "rng": _rng_state(),
+                "rng": rng_state(),
             },
         )
 
@@ -573,7 +386,7 @@ class Trainer:
         optimizer.load_state_dict(ckpt["optimizer"])
         for opt, state in zip(extra_opts, ckpt["extra_optimizers"], strict=True):
             opt.load_state_dict(state)
-        _set_rng_state(ckpt["rng"])
+        set_rng_state(ckpt["rng"])
         self._truncate_log(ckpt["next_step"])
         return int(ckpt["next_step"])
 
