@@ -17,7 +17,8 @@ import pytest
 from click.testing import CliRunner
 
 from sslbench.benchmark.config import build_config
-from sslbench.benchmark.reporting.aggregate import collect, load_cases, mean_std, paired_wilcoxon, summarize
+from sslbench.benchmark.reporting.aggregate import collect, load_cases, paired_wilcoxon, summarize_runs
+from sslbench.benchmark.reporting.format import mean_std
 from sslbench.benchmark.reporting.tables.build import build_table
 from sslbench.benchmark.reporting.tables.pipeline import plan_tables
 from sslbench.benchmark.reporting.tables.render import to_csv, to_latex, to_markdown
@@ -196,7 +197,7 @@ def test_collect_lists_every_run_with_its_status(results):
 
 
 def test_summarize_gives_exact_mean_std_and_counts_failures(results):
-    summary = summarize(collect(results))
+    summary = summarize_runs(collect(results))
     ours = _row(summary, "lrep", "beta=1")
     assert (ours["dice"], ours["hd95_vox"], ours["n_done"]) == ("86.00±1.00", "13.00±3.61", 3)
     assert ours["hd95_mm"] == "8.12±2.25"  # x 0.625

@@ -15,7 +15,7 @@ from sslbench.benchmark.evaluation.metrics import case_metrics, hd95_asd
 from sslbench.benchmark.evaluation.sliding_window import (
     evaluate_cases,
     sliding_window_probs,
-    summarize,
+    summarize_cases,
     window_grid,
     window_starts,
 )
@@ -205,6 +205,6 @@ def test_evaluate_cases_and_summary():
     assert list(cases["case"]) == ["c0", "c1", "c2", "dark"]
     assert (cases["dice"][:3] == 1.0).all() and (cases["hd95_vox"][:3] == 0.0).all()
     assert bool(cases["empty_pred"][3]) and cases["dice"][3] == 0.0
-    summary = summarize(cases)
+    summary = summarize_cases(cases)
     assert summary["n_cases"] == 4 and summary["n_empty_pred"] == 1 and summary["dice"] == pytest.approx(0.75)
     assert summary["eval_s_per_volume"] > 0 and summary["metric_s_per_volume"] > 0

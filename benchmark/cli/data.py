@@ -6,9 +6,7 @@ from pathlib import Path
 
 import click
 
-from sslbench.datasets.check import check_report
-from sslbench.datasets.prepare_la import prepare_la
-from sslbench.datasets.synthetic import DEFAULT_DIFFICULTY, DEFAULT_SIZE, generate
+from sslbench.datasets.synthetic import DEFAULT_DIFFICULTY, DEFAULT_SIZE
 
 
 class _ProblemsFound(click.ClickException):
@@ -44,6 +42,8 @@ def synth(
         raise click.UsageError(f"--n-train {n_train} must be smaller than --cases {cases}")
     if (out / "dataset.json").exists():
         raise click.ClickException(f"{out}: already holds a dataset; choose another --out or delete it")
+    from sslbench.datasets.synthetic import generate
+
     generate(out, cases=cases, seed=seed, size=size, n_train=n_train, progress=True, difficulty=difficulty)
     click.echo(
         f"wrote {cases} cases ({n_train} train, {cases - n_train} test) of {'x'.join(map(str, size))} to {out}"
@@ -54,6 +54,8 @@ def synth(
 @click.argument("root", type=click.Path(path_type=Path))
 def check(root: Path) -> None:
     """Validate a dataset folder; exit status 2 if anything is wrong."""
+    from sslbench.datasets.check import check_report
+
     report = check_report(root)
     if report.problems:
         for line in report.problems:
@@ -71,6 +73,8 @@ def check(root: Path) -> None:
 def prepare(raw_dir: Path, out: Path, seed: int) -> None:
     """Convert the raw 2018 challenge download (<ID>/lgemri.nrrd + laendo.nrrd) into the LA h5 layout."""
     try:
+        from sslbench.datasets.prepare_la import prepare_la
+
         summary = prepare_la(raw_dir, out, seed=seed, progress=True)
     except FileNotFoundError as exc:
         raise _ProblemsFound(str(exc)) from exc

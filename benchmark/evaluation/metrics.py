@@ -15,7 +15,8 @@ import numpy as np
 from scipy.ndimage import binary_erosion, generate_binary_structure
 from scipy.spatial import cKDTree
 
-METRIC_COLUMNS = ("dice", "jaccard", "hd95_vox", "asd_vox", "hd95_mm", "asd_mm")
+METRIC_COLUMNS = ("dice", "jaccard", "hd95_vox", "asd_vox", "hd95_mm", "asd_mm")  # cases.csv, metrics.json
+PERCENT_METRICS = ("dice", "jaccard")  # stored as fractions, shown in %
 _FOOTPRINT = generate_binary_structure(3, 1)  # medpy's default connectivity=1 (6-neighbourhood)
 
 

@@ -129,7 +129,7 @@ def evaluate_cases(
     return pd.DataFrame(rows)
 
 
-def summarize(cases: pd.DataFrame) -> dict:
+def summarize_cases(cases: pd.DataFrame) -> dict:
     """Mean of each metric over cases, plus counts of flagged cases and the evaluation cost per volume."""
     out = {f"{m}": float(cases[m].mean()) for m in METRIC_COLUMNS}
     out["n_cases"] = int(len(cases))

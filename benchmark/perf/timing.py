@@ -26,7 +26,6 @@ import gc
 import platform
 import time
 from collections.abc import Iterable
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +43,7 @@ from sslbench.benchmark.training.device import (
     seed_everything,
     usable_cores,
 )
+from sslbench.benchmark.training.passes import record_samples
 from sslbench.benchmark.training.step import WARMUP_STEPS, StepRunner
 from sslbench.benchmark.training.trainer import Trainer, dataset_for
 from sslbench.methods.registry import get_method, list_methods
@@ -85,31 +85,6 @@ def perf_config(
     return build_config(info.name, split, preset=preset, sets=sets, data_root=data_root)
 
 
-@contextmanager
-def _count_samples(method: torch.nn.Module):
-    """Yields a one-item list holding the number of volumes all networks of `method` processed in the block.
-
-    The networks are the ones `passes.py` counts: direct children with parameters, auxiliary ones excluded.
-    """
-    skip = set(getattr(method, "auxiliary_networks", ()))
-    total = [0]
-
-    def hook(_mod, args, _out):
-        if args and hasattr(args[0], "shape"):
-            total[0] += int(args[0].shape[0])
-
-    handles = [
-        net.register_forward_hook(hook)
-        for name, net in method.named_children()
-        if name not in skip and any(True for _ in net.parameters())
-    ]
-    try:
-        yield total
-    finally:
-        for h in handles:
-            h.remove()
-
-
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -132,9 +107,9 @@ def time_training(trainer: Trainer, method, iters: int, warmup: int = WARMUP_STE
     for step, arrays in enumerate(trainer.loader(0, warmup + iters)):
         t0 = time.perf_counter()
         if step == 0:
-            with _count_samples(method) as counted:
+            with record_samples(method) as calls:
                 _, passes = runner(arrays, step, count=True)
-            samples = counted[0]
+            samples = sum(sum(sizes) for sizes in calls.values())  # volumes through every network
         else:
             runner(arrays, step)
         _sync(device)

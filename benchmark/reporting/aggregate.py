@@ -1,7 +1,7 @@
 """Collect run folders into one table, and summarise them as mean±std over seeds.
 
 `collect(results_dir)` reads every run folder below `results_dir` (finished, failed or still incomplete: a run is
-never dropped silently) into one row per run. `summarize(df)` groups the runs that differ only by their seed and
+never dropped silently) into one row per run. `summarize_runs(df)` groups the runs that differ only by their seed and
 reports, per group, the mean±std over seeds of the per-run metrics (each a mean over test cases).
 
 Formatting conventions (also stated in every table caption):
@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from sslbench.benchmark.config import NON_RESULT_KEYS
+from sslbench.benchmark.evaluation.metrics import METRIC_COLUMNS, PERCENT_METRICS
 from sslbench.benchmark.reporting.format import mean_std
 from sslbench.benchmark.runs.folder import (
     CASES_FILE,
@@ -34,9 +35,8 @@ from sslbench.benchmark.runs.folder import (
     parse_run_name,
     read_json_object,
 )
+from sslbench.methods.registry import method_rank
 
-METRICS = ("dice", "jaccard", "hd95_vox", "asd_vox", "hd95_mm", "asd_mm")
-PERCENT_METRICS = ("dice", "jaccard")  # stored as fractions, shown in %
 COST_KEYS = (
     "sec_per_iter_median",
     "sec_per_iter_p90",
@@ -141,7 +141,7 @@ def read_run(run_dir: Path) -> dict:
     n_l, _, n_u = split.partition("/")
     row["n_labeled"] = int(n_l) if n_l.isdigit() else None
     row["n_unlabeled"] = int(n_u) if n_u.isdigit() else None
-    for key in METRICS:
+    for key in METRIC_COLUMNS:
         row[key] = float(metrics[key]) if metrics and metrics.get(key) is not None else np.nan
     row["n_cases"] = (metrics or {}).get("n_cases")
     row["n_empty_pred"] = (metrics or {}).get("n_empty_pred")
@@ -185,7 +185,7 @@ def collect(results_dir: Path) -> pd.DataFrame:
         "n_unlabeled",
         "has_config",
         "settings",
-        *METRICS,
+        *METRIC_COLUMNS,
         "n_cases",
         "n_empty_pred",
         *COST_KEYS,
@@ -230,12 +230,6 @@ def _registry_k(method: str) -> int | None:
 
 
 # --- summarising over seeds ---------------------------------------------------------------------------------
-# The paper's row order; methods not listed follow alphabetically.
-METHOD_ORDER = ("sup", "mt", "sassnet", "dtc", "dct", "uamt", "urpc", "lrep")
-
-
-def method_rank(method: str) -> int:
-    return METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
 
 
 def _fmt_value(value: Any) -> str:
@@ -268,7 +262,7 @@ def varying_settings(df: pd.DataFrame) -> dict[str, str]:
     return labels
 
 
-def summarize(df: pd.DataFrame) -> pd.DataFrame:
+def summarize_runs(df: pd.DataFrame) -> pd.DataFrame:
     """One row per experiment (runs that differ only by seed): mean±std over the finished seeds.
 
     Columns: method, variant, split, preset, dataset, setting (the hyper-parameters that differ between
@@ -303,7 +297,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
             "n_train": first["n_train"],
             "spacing_mm": first["spacing_mm"],
         }
-        for metric in METRICS:
+        for metric in METRIC_COLUMNS:
             scale = 100.0 if metric in PERCENT_METRICS else 1.0
             values = done[metric].dropna().to_numpy() * scale
             row[metric] = mean_std(values)
@@ -318,7 +312,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
         row["run_dirs"] = list(runs["run_dir"])
         rows.append(row)
     out = pd.DataFrame(rows)
-    out["_rank"] = out["method"].map(lambda m: method_rank(str(m)))
+    out["_rank"] = out["method"].map(lambda m: method_rank(str(m))[0])  # the registry's row order
     out["_nl"] = out["n_labeled"].fillna(-1)
     out = out.sort_values(["_rank", "method", "_nl", "split", "variant", "setting"], kind="stable")
     return out.drop(columns=["_rank", "_nl"]).reset_index(drop=True)
@@ -339,7 +333,7 @@ def load_cases(df: pd.DataFrame) -> pd.DataFrame:
             cases[key] = run[key]
         frames.append(cases)
     if not frames:
-        return pd.DataFrame(columns=["case", "group_key", "method", "split", "seed", *METRICS])
+        return pd.DataFrame(columns=["case", "group_key", "method", "split", "seed", *METRIC_COLUMNS])
     return pd.concat(frames, ignore_index=True)
 
 

@@ -18,16 +18,8 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-DISPLAY = {
-    "sup": "Supervised",
-    "mt": "MT",
-    "sassnet": "SASSnet",
-    "dtc": "DTC",
-    "dct": "DCT",
-    "uamt": "UA-MT",
-    "urpc": "URPC",
-    "lrep": "Ours",
-}
+from sslbench.methods.registry import display_name, find_method
+
 LOSS_KEYS = ("loss", "loss_sup", "loss_unsup", "w_unsup")
 
 
@@ -64,19 +56,25 @@ def _default_variant(method: str) -> str | None:
         return None
 
 
+def is_baseline(method: str) -> bool:
+    """The registry's supervised baseline (the bounds of every table)."""
+    info = find_method(str(method))
+    return bool(info and info.baseline)
+
+
 def is_upper_bound(row: pd.Series) -> bool:
     """A supervised run on every training case (the paper's 80/0 upper bound)."""
-    return row["method"] == "sup" and pd.notna(row["n_train"]) and row["n_labeled"] == row["n_train"]
+    return is_baseline(row["method"]) and pd.notna(row["n_train"]) and row["n_labeled"] == row["n_train"]
 
 
 def group_labels(summary: pd.DataFrame) -> dict[str, str]:
     """group_key -> a short readable name: "UA-MT 8/72", "Ours-threshold 8/72", "Ours 8/72 [beta=2]"."""
     labels = {}
     for _, g in summary.iterrows():
-        if g["method"] == "sup":
+        if is_baseline(g["method"]):
             name = "Upper bound" if is_upper_bound(g) else "Lower bound"
         else:
-            name = DISPLAY.get(g["method"], str(g["method"]))
+            name = display_name(str(g["method"]))
         if g["variant"] and g["variant"] != _default_variant(g["method"]):
             name += f"-{g['variant']}"
         label = f"{name} {g['split']}"

@@ -22,7 +22,7 @@ from sslbench.benchmark.reporting.aggregate import (
     load_logs,
     p_marker,
     paired_wilcoxon,
-    summarize,
+    summarize_runs,
 )
 from sslbench.benchmark.reporting.format import markdown_table, number
 from sslbench.benchmark.reporting.tables.build import build_table, describe_protocol, match_groups
@@ -247,7 +247,7 @@ def build_report(results_dir: Path, out_dir: Path | None = None, qualitative: bo
         raise FileNotFoundError(
             f"{results_dir}: no run folders found (folders with config.json, metrics.json or failed.json)"
         )
-    summary = summarize(runs)
+    summary = summarize_runs(runs)
     cases = load_cases(runs)
     logs = load_logs(runs)
     labels = figures.group_labels(summary)

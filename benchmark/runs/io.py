@@ -8,8 +8,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
 
 def _atomic(path: Path, write) -> None:
     path = Path(path)
@@ -35,6 +33,8 @@ def write_text(path: Path, text: str) -> None:
 
 
 def save_torch(path: Path, obj: Any) -> None:
+    import torch  # here, not at import time: the CLI reads run folders without torch
+
     _atomic(path, lambda f: torch.save(obj, f))
 
 

@@ -22,24 +22,31 @@ def _networks(method: nn.Module) -> dict[str, nn.Module]:
 
 
 @contextmanager
-def count_passes(method: nn.Module):
-    """Yields a dict filled with {network: passes} for what runs inside the block."""
-    samples: dict[str, list[int]] = {}
+def record_samples(method: nn.Module):
+    """Yields {network: [batch size of each forward call]} for what runs inside the block."""
+    calls: dict[str, list[int]] = {}
     handles = []
     for name, net in _networks(method).items():
-        samples[name] = []
+        calls[name] = []
 
         def hook(_mod, args, _out, name=name):
             if args and hasattr(args[0], "shape"):
-                samples[name].append(int(args[0].shape[0]))
+                calls[name].append(int(args[0].shape[0]))
 
         handles.append(net.register_forward_hook(hook))
-    result: dict[str, float] = {}
     try:
-        yield result
+        yield calls
     finally:
         for h in handles:
             h.remove()
-        for name, calls in samples.items():
-            if calls:
-                result[name] = sum(calls) / calls[0]
+
+
+@contextmanager
+def count_passes(method: nn.Module):
+    """Yields a dict filled with {network: passes} for what runs inside the block."""
+    result: dict[str, float] = {}
+    with record_samples(method) as calls:
+        yield result
+    for name, sizes in calls.items():
+        if sizes:
+            result[name] = sum(sizes) / sizes[0]

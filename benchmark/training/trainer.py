@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from sslbench.benchmark.config import ConfigError, RunConfig
-from sslbench.benchmark.evaluation.sliding_window import evaluate_cases, summarize
+from sslbench.benchmark.evaluation.sliding_window import evaluate_cases, summarize_cases
 from sslbench.benchmark.runs.folder import (
     CASES_FILE,
     CHECKPOINT_FILE,
@@ -327,7 +327,7 @@ class Trainer:
         )
         if write:
             write_text(self.out_dir / CASES_FILE, cases.to_csv(index=False))
-        return summarize(cases)
+        return summarize_cases(cases)
 
     def unlabeled_per_batch(self) -> int:
         t = self.cfg.train

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from sslbench.benchmark.config import ConfigError
-from sslbench.benchmark.reporting.aggregate import p_marker, paired_wilcoxon, summarize
+from sslbench.benchmark.reporting.aggregate import p_marker, paired_wilcoxon, summarize_runs
 from sslbench.benchmark.reporting.tables.specs import (
     RowSpec,
     TableSpec,
@@ -118,7 +118,9 @@ def build_table(
         protocol: the caption's protocol sentence (`describe_protocol`).
     """
     paper = paper_tables()
-    summary = summarize(runs) if not runs.empty else pd.DataFrame(columns=["method", "split", "settings"])
+    summary = (
+        summarize_runs(runs) if not runs.empty else pd.DataFrame(columns=["method", "split", "settings"])
+    )
     row_errors = row_errors or {}
     results = []
     for i, row in enumerate(spec.rows):
