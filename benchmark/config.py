@@ -11,6 +11,7 @@ import json
 import types
 import typing
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
 from sslbench.datasets.splits import parse_split
@@ -130,6 +131,13 @@ NON_RESULT_KEYS = frozenset(
 
 @dataclass(frozen=True)
 class RunConfig:
+    """Everything one run is: method, split, seed, preset and the resolved data/train/eval/method sections.
+
+    Built by `build_config` (preset < the method's trainer defaults < --set), frozen, and written whole to the
+    run's config.json. `run_id()` hashes everything that changes the numbers (not device, threads or logging
+    cadence) and names the run folder with `run_name()`; `config_from_dict` rebuilds it from config.json.
+    """
+
     method: str
     split: str
     seed: int
@@ -327,12 +335,16 @@ def build_config(
                 f"unknown key '{key}': the section must be data, train, eval or the method name '{info.name}'"
             )
         sections[section] = _apply(sections[section], section, name, value)
+    data = sections["data"]
+    if data.root is not None:
+        # The folder, not the way it was typed: `./LA`, `LA/` and an absolute path give one run id.
+        data = replace(data, root=str(Path(data.root).expanduser().resolve()))
     cfg = RunConfig(
         info.name,
         cfg.split,
         seed,
         preset,
-        sections["data"],
+        data,
         sections["train"],
         sections["eval"],
         info.cls.resolve_config(sections["method"], parsed_split),

@@ -321,6 +321,7 @@ def test_bench_table_renders_from_finished_runs(results, tmp_path):
     assert {p.name for p in out.iterdir()} == {"table1.md", "table1.tex", "table1.csv"}
 
 
+@pytest.mark.slow
 def test_bench_report_writes_page_and_plots(results, tmp_path):
     from sslbench.benchmark.cli import main
 

@@ -82,3 +82,14 @@ def test_run_id_roundtrip_and_sensitivity():
         build_config("uamt", "8/72", 1337, "quick", {"uamt.K": "4", "train.device": "cpu"}).run_id()
         == cfg.run_id()
     )
+
+
+def test_the_data_folder_enters_the_run_id_resolved(tiny_data, monkeypatch):
+    """`./LA`, `LA/` and the absolute path are one folder, so one run id (bench train and bench run alike)."""
+    monkeypatch.chdir(tiny_data.parent)
+    typed = [str(tiny_data), f"{tiny_data}/", f"./{tiny_data.name}", f"{tiny_data.name}/../{tiny_data.name}"]
+    ids = {build_config("sup", "4/0", 1, "smoke", {}, root).run_id() for root in typed}
+    assert len(ids) == 1
+    via_set = build_config("sup", "4/0", 1, "smoke", {"data.root": f"./{tiny_data.name}"})
+    assert via_set.data.root == str(tiny_data.resolve()) and via_set.run_id() in ids
+    assert build_config("sup", "4/0", 1, "smoke", {}, None).data.root is None  # the built-in dataset

@@ -7,8 +7,11 @@ with an entry point, exactly as `pip install` of a plugin package would leave it
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,3 +79,55 @@ def test_readme_example_is_the_tested_file():
     readme = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
     assert EXAMPLE.read_text() in blocks
+
+
+@pytest.fixture(scope="module")
+def installed_copy(tmp_path_factory):
+    """sslbench installed (not editable) into a folder of its own: what `pip install .` leaves on a machine."""
+    target = tmp_path_factory.mktemp("site")
+    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation"]
+    subprocess.run([*cmd, "--target", str(target), str(ROOT)], check=True, capture_output=True, timeout=300)
+    return target
+
+
+def _bench(site: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    code = "import sys; from sslbench.benchmark.cli import main; sys.exit(main(sys.argv[1:]))"
+    env = {**os.environ, "PYTHONPATH": str(site), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600
+    )
+
+
+@pytest.mark.slow
+def test_readme_example_dropped_into_the_algorithms_folder(installed_copy, tiny_data, tmp_path):
+    """README "Adding a method", the in-repo way: the file copied into methods/algorithms/ is a method."""
+    algorithms = installed_copy / "sslbench" / "methods" / "algorithms"
+    shutil.copy(EXAMPLE, algorithms / "entropy_min.py")
+    try:
+        listing = _bench(installed_copy, "methods", cwd=tmp_path)
+        assert listing.returncode == 0, listing.stderr
+        assert re.search(r"^entmin\s+-\s+consistency", listing.stdout, re.M), listing.stdout
+        where = _bench(installed_copy, "--version", cwd=tmp_path)  # the copy answers, not the checkout
+        assert where.returncode == 0, where.stderr
+        run = _bench(
+            installed_copy,
+            *("train", "--method", "entmin", "--split", "4/4", "--seed", "1", "--preset", "smoke"),
+            *("--data", str(tiny_data), "--out", str(tmp_path / "runs"), "--quiet"),
+            cwd=tmp_path,
+        )
+        assert run.returncode == 0, run.stderr
+        (run_dir,) = (tmp_path / "runs").iterdir()
+        config = json.loads((run_dir / "config.json").read_text())
+        assert (
+            config["method"] == "entmin" and json.loads((run_dir / "metrics.json").read_text())["dice"] >= 0.0
+        )
+    finally:
+        (algorithms / "entropy_min.py").unlink()
+
+
+@pytest.mark.slow
+def test_the_installed_copy_is_what_the_drop_in_test_runs(installed_copy, tmp_path):
+    code = "import sslbench.methods as m; print(m.__file__)"
+    env = {**os.environ, "PYTHONPATH": str(installed_copy)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert Path(out.stdout.strip()).is_relative_to(installed_copy), out.stdout

@@ -162,6 +162,7 @@ def test_cli_rejects_bad_options(args, message, tmp_path):
 
 
 # --- running -------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_smoke_sweep_on_a_dask_cluster(tiny_data, tmp_path):
     from dask.distributed import LocalCluster
 

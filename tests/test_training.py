@@ -96,8 +96,10 @@ def test_same_seed_same_numbers_different_seed_differs(tmp_path, tiny_data):
     assert m1["dice"] == m2["dice"] and m1["hd95_vox"] == m2["hd95_vox"]
     assert [r["loss"] for r in log1] != [r["loss"] for r in log3]
     config = json.loads((run1 / "config.json").read_text())
-    assert config["split_ids"]["labeled"] == config["split_ids"]["labeled"][:4]
-    assert len(config["split_ids"]["unlabeled"]) == 4 and "commit" in config["code"]
+    # The split is data: the first N of train.list labeled, the next M unlabeled, recorded as case ids.
+    train_list = (tiny_data / "train.list").read_text().split()
+    assert config["split_ids"]["labeled"] == train_list[:4]
+    assert config["split_ids"]["unlabeled"] == train_list[4:8] and "commit" in config["code"]
     assert (run1 / "cases.csv").read_text().count("\n") == 1 + m1["n_cases"]
 
 
@@ -122,6 +124,7 @@ KILLER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, tiny_data):
     sets = {"train__iterations": 10, "train__checkpoint_every": 3}
     full, full_log, _ = _run(tmp_path, "full", tiny_data, **sets)

@@ -209,8 +209,6 @@ def run(
         seeds = default_seeds(n_seeds)
     if scheduler and backend != "dask":
         raise ConfigError("--scheduler needs --backend dask")
-    if data_root is not None:
-        data_root = str(Path(data_root).expanduser().resolve())  # the same folder for every worker
     configs = expand_grid(methods, list(splits), seeds, preset, parse_sets(sets), data_root)
     out = writable_dir(out or default_out())
     where = _backend_line(backend, scheduler, jobs, runs_per_gpu)

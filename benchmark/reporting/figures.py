@@ -98,6 +98,13 @@ def facets(summary: pd.DataFrame) -> dict[str, list[str]]:
 
 # --- per-case distributions -------------------------------------------------------------------------------
 def distributions(cases: pd.DataFrame, summary: pd.DataFrame, out_dir: Path) -> Plot:
+    """Per-case Dice and HD95 of every experiment as strip + box plots, one panel per labeled count.
+
+    Args:
+        cases: per-case metrics (`aggregate.load_cases`), points coloured by seed.
+        summary: one row per experiment (`aggregate.summarize_runs`), for labels and panels.
+        out_dir: where distributions.png / .pdf are written.
+    """
     fig_rec = Plot(
         "distributions",
         "Per-case Dice and HD95",
@@ -155,6 +162,12 @@ def distributions(cases: pd.DataFrame, summary: pd.DataFrame, out_dir: Path) -> 
 
 # --- Dice versus cost ---------------------------------------------------------------------------------------
 def dice_vs_cost(summary: pd.DataFrame, out_dir: Path) -> Plot:
+    """Dice (mean ± std over seeds) against the median seconds per iteration, marker size = #K.
+
+    Args:
+        summary: one row per experiment (`aggregate.summarize_runs`) with its cost columns.
+        out_dir: where dice_vs_cost.png / .pdf are written.
+    """
     fig_rec = Plot(
         "dice_vs_cost",
         "Dice versus training cost",
@@ -250,6 +263,13 @@ def _place_labels(fig: Figure, ax: Axes, texts: list[tuple[float, float, str, fl
 
 # --- training curves ----------------------------------------------------------------------------------------
 def training_curves(logs: pd.DataFrame, summary: pd.DataFrame, out_dir: Path) -> Plot:
+    """The logged loss, supervised and unlabeled terms and the consistency weight against the step.
+
+    Args:
+        logs: the runs' log.jsonl records (`aggregate.load_logs`), averaged over seeds per experiment.
+        summary: one row per experiment, for labels.
+        out_dir: where training_curves.png / .pdf are written.
+    """
     fig_rec = Plot(
         "training_curves",
         "Training losses",
@@ -305,6 +325,13 @@ def training_curves(logs: pd.DataFrame, summary: pd.DataFrame, out_dir: Path) ->
 
 # --- Table 4 sensitivity ------------------------------------------------------------------------------------
 def sensitivity(summary: pd.DataFrame, paper: pd.DataFrame, out_dir: Path) -> Plot:
+    """Table 4 as lines: Dice and HD95 of lrep 8/72 against beta and lambda, ours (mean ± std band) vs the paper.
+
+    Args:
+        summary: one row per experiment; the lrep rows that differ only by `lrep.beta` or `lrep.lam` are used.
+        paper: the paper's numbers (`specs.paper_tables`), drawn dashed.
+        out_dir: where sensitivity.png / .pdf are written.
+    """
     fig_rec = Plot(
         "sensitivity",
         "Sensitivity to β and λ (Table 4)",

@@ -108,6 +108,19 @@ def method_context(
 
 
 class Trainer:
+    """The one training loop every method plugs into, and the run folder it writes.
+
+    Built from a resolved `RunConfig`: opens the dataset, resolves the split into case ids and reads (and so
+    validates) every volume the run touches before the first step. It owns the optimiser (`StepRunner`), the lr
+    schedule, autocast, checkpoints, the log and the evaluation; the method owns its networks and losses and
+    sees only its `MethodContext`.
+
+    Args:
+        cfg: the run's resolved configuration (its run id names the folder).
+        out_dir: the run folder (created by `run`).
+        progress: progress bars on stderr.
+    """
+
     def __init__(self, cfg: RunConfig, out_dir: Path, progress: bool = True):
         self.cfg = cfg
         self.out_dir = Path(out_dir)
@@ -230,6 +243,20 @@ class Trainer:
 
     # ---------------------------------------------------------------------------------------------------
     def run(self, resume: bool = False) -> dict:
+        """Prepare the method's assets, train `train.iterations` steps, evaluate the last weights on the test set.
+
+        Writes config.json first, log.jsonl every `log_every` steps, checkpoint.pt every `checkpoint_every` steps,
+        then model.pt, cases.csv and, last, metrics.json (its presence means the run finished).
+
+        Args:
+            resume: continue from the folder's checkpoint.pt (validated first: a refused resume changes nothing).
+
+        Returns:
+            The metrics dict written to metrics.json (means over test cases, and the `cost` block).
+
+        Raises:
+            RunFailed: a non-finite loss, or a checkpoint from another run.
+        """
         cfg, t = self.cfg, self.cfg.train
         wall0 = time.perf_counter()
         seed_everything(cfg.seed, t.deterministic)
