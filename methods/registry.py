@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 
 ENTRY_POINT_GROUP = "sslbench.methods"
-FAMILIES = ("supervised", "consistency", "uncertainty", "shape-prior")
+FAMILIES = ("supervised", "consistency", "uncertainty", "shape-prior", "mutual", "pseudo-label", "copy-paste")
 
 
 @dataclass(frozen=True)
