@@ -3,7 +3,7 @@
 Thresholded pseudo-label methods (UniMatch: confidence >= 0.95) have, by design, no unlabeled gradient while no
 voxel passes the threshold, which an untrained network may or may not reach depending on its init. The generic
 contract test builds every method with its paper defaults, so whether it sees their unlabeled gradient path is
-a matter of chance (UniMatch passes it with the test's seed). A method
+a matter of chance (with the test's seed UniMatch has no confident unlabeled voxel: it fails there). A method
 declares `contract_config` (config overrides that keep voxels, e.g. threshold 0); this file runs the same checks
 with it. The change proposed for test_method_contract.py is one line in `build`:
     cfg = dataclasses.replace(cfg, **getattr(info.cls, "contract_config", {}))
