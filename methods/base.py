@@ -77,6 +77,9 @@ class MethodContext:
     patch: tuple[int, int, int] = (112, 112, 80)  # training crop (W, H, D) in voxels
     spacing: tuple[float, float, float] = (0.625, 0.625, 0.625)  # mm per axis
     iterations: int = 6000  # the student's optimisation steps
+    lr: float = 0.01  # the student's optimiser settings, for a method's own pre-training stage (BCP)
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
     seed: int = 1337
     n_labeled: int = 8
     n_unlabeled: int = 72
@@ -86,6 +89,7 @@ class MethodContext:
     dataset_id: str = ""  # names the dataset in asset keys (its folder)
     labeled_ids: tuple[str, ...] = ()
     labeled_masks: Callable[[], list[np.ndarray]] | None = None  # loads this split's labeled label volumes
+    labeled_images: Callable[[], list[np.ndarray]] | None = None  # ... and their images, in the same order
     device: str = "cpu"
     num_workers: int = 0  # loader processes a preparation may use
     progress: bool = False
@@ -109,6 +113,9 @@ class Method(nn.Module):
     uses_unlabeled: ClassVar[bool] = True
     #: trainer settings this method defaults to (applied before the user's --set), e.g. the paper's lr policy.
     train_defaults: ClassVar[dict[str, Any]] = {}
+    #: config overrides under which the contract test checks the method (e.g. UniMatch's confidence threshold 0,
+    #: so that an untrained tiny network has unlabeled voxels to learn from); never used in training.
+    contract_config: ClassVar[dict[str, Any]] = {}
     #: networks whose forward passes are not inference passes (e.g. a discriminator); excluded from pass counts.
     auxiliary_networks: ClassVar[tuple[str, ...]] = ()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-import sslbench.methods  # noqa: F401
 from sslbench.benchmark.config import ConfigError, build_config, config_from_dict, parse_sets
 from sslbench.datasets.splits import Split, parse_split
 

@@ -9,7 +9,6 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import sslbench.methods  # noqa: F401  (registers the built-in methods)
 from sslbench.benchmark.config import build_config
 from sslbench.benchmark.training.assets import AssetStore
 from sslbench.benchmark.training.trainer import Trainer, asset_key, train_run

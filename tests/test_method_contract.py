@@ -62,7 +62,7 @@ def tiny_masks() -> list[np.ndarray]:
 
 def build(info, variant):
     """A tiny instance of the method (n_filters 2), its assets (e.g. a DAE) prepared from tiny masks."""
-    cfg = info.cls.Config()
+    cfg = dataclasses.replace(info.cls.Config(), **info.cls.contract_config)
     if variant is not None:
         cfg = dataclasses.replace(cfg, variant=variant)
     ctx = MethodContext(
@@ -75,6 +75,7 @@ def build(info, variant):
         dataset_id="tiny",
         labeled_ids=("a", "b"),
         labeled_masks=tiny_masks,
+        labeled_images=lambda: [m.astype(np.float32) * 2.0 - 1.0 for m in tiny_masks()],
         cache=MemoryCache(),
     )
     assets = info.cls.prepare_assets(cfg, ctx)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-import sslbench.methods  # noqa: F401  (registers the built-in methods)
 from sslbench.benchmark.config import build_config
 from sslbench.benchmark.training.trainer import train_run
 from sslbench.methods.algorithms.dtc import DCT, DCTConfig

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-import sslbench.methods  # noqa: F401
 from sslbench.benchmark.config import build_config
 from sslbench.benchmark.training.errors import RunFailed
 from sslbench.benchmark.training.trainer import train_run
