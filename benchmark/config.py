@@ -52,7 +52,7 @@ class TrainConfig:
     log_every: int = 20
     checkpoint_every: int = 500
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # bf16 autocast on CUDA, training and evaluation (no effect on CPU)
+    amp: bool = True  # bf16 autocast on CUDA, training and evaluation (no effect on CPU); paper preset: off
     deterministic: bool = False
     threads: int = 0  # torch intra-op threads (0 = torch's default)
     channels_last: bool = True  # channels-last 3D memory format for the networks (speed only: CPU and CUDA)
@@ -68,9 +68,15 @@ class EvalConfig:
     largest_cc: bool = False  # the seed paper uses no post-processing
 
 
+# "benchmark": every method under the seed paper's protocol (equal budget); "published": each method with its
+# own authors' settings (`Method.published_recipe`), to show how much of a reported gain its budget buys.
+RECIPES = ("benchmark", "published")
+
 PRESETS: dict[str, dict[str, Any]] = {
     # The LA protocol of the references and the seed paper (a GPU job).
     "paper": {
+        # fp32, as every reference trains and evaluates (bf16 autocast is a speed option: --set train.amp=true).
+        "train.amp": False,
         # lrep's DAE: the paper halves its lr every 5000 steps; 20000 steps (within methods.md's 20k-50k).
         "lrep.dae_iterations": 20000,
     },
@@ -146,13 +152,14 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     method_cfg: Any = None  # the method's own frozen config dataclass
+    recipe: str = "benchmark"  # "published": the method's own authors' settings (`Method.published_recipe`)
 
     @property
     def variant(self) -> str:
         return str(getattr(self.method_cfg, "variant", "") or "")
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "method": self.method,
             "variant": self.variant,
             "split": self.split,
@@ -163,6 +170,10 @@ class RunConfig:
             "eval": dataclasses.asdict(self.eval),
             self.method: dataclasses.asdict(self.method_cfg) if self.method_cfg is not None else {},
         }
+        if self.recipe != "benchmark":
+            # Only when not the default, so the run ids of every run made before recipes existed stay the same.
+            d["recipe"] = self.recipe
+        return d
 
     def run_id(self) -> str:
         """A short hash of everything that changes results (not the device, threads or logging cadence)."""
@@ -180,7 +191,9 @@ class RunConfig:
         grid) in a progress line.
         """
         sets = {f"{self.method}.variant": self.variant} if self.variant else {}
-        plain = build_config(self.method, self.split, self.seed, self.preset, sets, self.data.root).to_dict()
+        plain = build_config(
+            self.method, self.split, self.seed, self.preset, sets, self.data.root, recipe=self.recipe
+        ).to_dict()
         mine = self.to_dict()
         changed = {}
         for section in ("data", "train", "eval", self.method):
@@ -300,11 +313,18 @@ def build_config(
     preset: str = "quick",
     sets: dict[str, Any] | None = None,
     data_root: str | None = None,
+    recipe: str = "benchmark",
 ) -> RunConfig:
-    """Resolve a full run configuration. Raises ConfigError (or UnknownMethodError) with a one-line message."""
+    """Resolve a full run configuration. Raises ConfigError (or UnknownMethodError) with a one-line message.
+
+    Resolution order: the preset < the method's trainer defaults < its published recipe (`recipe="published"`:
+    the authors' own iterations, lr policy and batch, where they differ from the benchmark protocol) < `sets`.
+    """
     info = get_method(method)
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset '{preset}' (known: {', '.join(PRESETS)})")
+    if recipe not in RECIPES:
+        raise ConfigError(f"--recipe {recipe}: expected one of {', '.join(RECIPES)}")
     try:
         parsed_split = parse_split(split)
     except ValueError as exc:
@@ -323,6 +343,8 @@ def build_config(
         (k, v) for k, v in PRESETS[preset].items() if not _other_method_section(k, method_keys)
     ]
     overrides += [(f"train.{k}", v) for k, v in info.cls.train_defaults.items()]
+    if recipe == "published":
+        overrides += list(info.cls.published_recipe.items())
     if data_root is not None:
         overrides.append(("data.root", data_root))
     overrides += list((sets or {}).items())
@@ -348,6 +370,7 @@ def build_config(
         sections["train"],
         sections["eval"],
         info.cls.resolve_config(sections["method"], parsed_split),
+        recipe,
     )
     _validate(cfg)
     return cfg
@@ -360,7 +383,8 @@ def config_from_dict(d: dict[str, Any]) -> RunConfig:
     for section in ("data", "train", "eval"):
         sets.update({f"{section}.{k}": v for k, v in d.get(section, {}).items()})
     sets.update({f"{info.name}.{k}": v for k, v in d.get(info.name, {}).items()})
-    return build_config(info.name, d["split"], int(d["seed"]), d.get("preset", "paper"), sets)
+    recipe = d.get("recipe", "benchmark")
+    return build_config(info.name, d["split"], int(d["seed"]), d.get("preset", "paper"), sets, recipe=recipe)
 
 
 def method_section(key: str) -> str | None:

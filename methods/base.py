@@ -111,6 +111,9 @@ class Method(nn.Module):
     Config: ClassVar[type] = NoConfig
     method_name: ClassVar[str] = ""
     uses_unlabeled: ClassVar[bool] = True
+    #: the method's own authors' settings as `section.key` values, applied by `--recipe published` (the benchmark
+    #: protocol stays the default); empty where the authors' protocol is the benchmark's (the seed paper's methods).
+    published_recipe: ClassVar[dict[str, Any]] = {}
     #: trainer settings this method defaults to (applied before the user's --set), e.g. the paper's lr policy.
     train_defaults: ClassVar[dict[str, Any]] = {}
     #: config overrides under which the contract test checks the method (e.g. UniMatch's confidence threshold 0,

@@ -346,3 +346,31 @@ def test_bench_report_on_an_empty_folder_is_one_clear_error(tmp_path):
 
     res = CliRunner().invoke(main, ["report", str(tmp_path)])
     assert res.exit_code != 0 and "no run folders found" in res.output
+
+
+def test_caption_states_precision_and_recipe(results, tmp_path):
+    from sslbench.benchmark.reporting.tables.build import describe_protocol
+
+    runs = collect(results)
+    caption = describe_protocol(runs)
+    assert "precision fp32" in caption and "recipe benchmark" in caption
+    # a bf16 run on CUDA is named as such, beside the fp32 ones
+    gpu = tmp_path / "gpu"
+    run_dir = write_run(gpu, "mt", "8/72", 1337, sets={"train.amp": "true"})
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics["cost"]["device"] = "cuda:0"
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    both = describe_protocol(pd.concat([runs, collect(gpu)], ignore_index=True))
+    assert "precision bf16 autocast / fp32" in both
+
+
+def test_runs_with_other_settings_do_not_fill_a_row(tmp_path):
+    """UA-MT with repeats=8 computes other numbers than the row's default (repeats 2): the row stays empty and
+    says why, instead of showing those runs as the paper's UA-MT."""
+    for seed in SEEDS:
+        write_run(tmp_path, "uamt", "8/72", seed, dice=0.8, sets={"uamt.repeats": "8"})
+    runs = collect(tmp_path)
+    table = build_table(TABLES[1], runs, load_cases(runs), planned=3)
+    (row,) = [r for r in table.rows if r["method"] == "uamt"]
+    assert row["n_done"] == 0 and "dice_mean" not in row
+    assert "not shown" in row["note"] and "repeats=8" in row["note"]

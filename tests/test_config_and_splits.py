@@ -92,3 +92,46 @@ def test_the_data_folder_enters_the_run_id_resolved(tiny_data, monkeypatch):
     via_set = build_config("sup", "4/0", 1, "smoke", {"data.root": f"./{tiny_data.name}"})
     assert via_set.data.root == str(tiny_data.resolve()) and via_set.run_id() in ids
     assert build_config("sup", "4/0", 1, "smoke", {}, None).data.root is None  # the built-in dataset
+
+
+def test_run_ids_of_existing_results_do_not_change():
+    """Run ids name the folders of every finished run (and results/): a refactor must not move them.
+
+    The ids below are those of the committed quick-preset results (results/report/tables/runs.csv).
+    """
+    assert build_config("sup", "8/0", 1337, "quick").run_id() == "a782550887"
+    assert build_config("mt", "8/72", 1337, "quick").run_id() == "a3004aca66"
+    assert build_config("lrep", "8/72", 1337, "quick").run_id() == "e82452d283"
+
+
+def test_published_recipe_applies_the_authors_settings_and_is_recorded():
+    ours = build_config("bcp", "8/72", 1337, "paper")
+    theirs = build_config("bcp", "8/72", 1337, "paper", recipe="published")
+    assert (ours.train.iterations, ours.train.batch_size) == (6000, 4)
+    assert (
+        theirs.train.iterations,
+        theirs.train.lr_step,
+        theirs.train.batch_size,
+        theirs.train.labeled_bs,
+    ) == (
+        15000,
+        2500,
+        8,
+        4,
+    )
+    assert theirs.to_dict()["recipe"] == "published" and "recipe" not in ours.to_dict()
+    assert theirs.run_id() != ours.run_id()
+    assert config_from_dict(theirs.to_dict()).run_id() == theirs.run_id()  # config.json rebuilds it
+    # --set still wins over the recipe
+    mine = build_config("bcp", "8/72", 1337, "paper", {"train.iterations": "100"}, recipe="published")
+    assert mine.train.iterations == 100 and mine.train.batch_size == 8
+    # a method whose authors' protocol is the benchmark's: the same numbers, but recorded (and its own id)
+    mt = build_config("mt", "8/72", 1337, "paper", recipe="published")
+    assert mt.train == build_config("mt", "8/72", 1337, "paper").train and mt.recipe == "published"
+    with pytest.raises(ConfigError, match="--recipe authors"):
+        build_config("mt", "8/72", 1337, "paper", recipe="authors")
+
+
+def test_paper_preset_trains_in_fp32():
+    assert build_config("uamt", "8/72", 1337, "paper").train.amp is False
+    assert build_config("uamt", "8/72", 1337, "paper", {"train.amp": "true"}).train.amp is True

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from sslbench.benchmark.config import PRESETS, ConfigError
+from sslbench.benchmark.config import PRESETS, RECIPES, ConfigError
 from sslbench.datasets.errors import DatasetError
 from sslbench.methods.registry import UnknownMethodError
 
@@ -63,6 +63,14 @@ preset_option = click.option(
     default="quick",
     show_default=True,
     help="paper = the LA protocol (GPU); quick = CPU proxy; smoke = seconds.",
+)
+recipe_option = click.option(
+    "--recipe",
+    type=click.Choice(list(RECIPES)),
+    default="benchmark",
+    show_default=True,
+    help="benchmark = every method under one protocol (equal budget); published = each method's own authors' "
+    "iterations, lr and batch (recorded in config.json, shown in table captions).",
 )
 set_option = click.option(
     "--set",

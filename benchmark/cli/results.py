@@ -12,6 +12,7 @@ from sslbench.benchmark.cli.common import (
     execution_options,
     friendly_errors,
     preset_option,
+    recipe_option,
     set_option,
     writable_dir,
 )
@@ -22,6 +23,7 @@ from sslbench.benchmark.config import ConfigError, parse_sets
 @click.argument("which", type=click.Choice(["1", "2", "3", "4", "all"]))
 @data_option
 @preset_option
+@recipe_option
 @click.option(
     "--seeds",
     "n_seeds",
@@ -53,7 +55,19 @@ from sslbench.benchmark.config import ConfigError, parse_sets
 @set_option
 @friendly_errors
 def table(
-    which, data_root, preset, n_seeds, out, jobs, backend, scheduler, runs_per_gpu, render_dir, run, sets
+    which,
+    data_root,
+    preset,
+    recipe,
+    n_seeds,
+    out,
+    jobs,
+    backend,
+    scheduler,
+    runs_per_gpu,
+    render_dir,
+    run,
+    sets,
 ):
     """Regenerate the paper's Table 1, 2, 3, 4 or all: run what is missing, then render ours beside the paper's.
 
@@ -76,6 +90,7 @@ def table(
         preset,
         parse_sets(sets),
         data_root,
+        recipe=recipe,
         run=run,
         jobs=jobs,
         backend=backend,

@@ -19,6 +19,7 @@ from sslbench.benchmark.cli.common import (
     execution_options,
     friendly_errors,
     preset_option,
+    recipe_option,
     set_option,
     writable_dir,
 )
@@ -169,6 +170,7 @@ def _backend_line(backend: str, scheduler: str | None, jobs: int | None, runs_pe
 @click.option("--seed-list", default=None, metavar="S,S,...", help="Explicit seeds instead of --seeds.")
 @data_option
 @preset_option
+@recipe_option
 @set_option
 @click.option(
     "--out",
@@ -189,6 +191,7 @@ def run(
     seed_list,
     data_root,
     preset,
+    recipe,
     sets,
     out,
     jobs,
@@ -209,7 +212,7 @@ def run(
         seeds = default_seeds(n_seeds)
     if scheduler and backend != "dask":
         raise ConfigError("--scheduler needs --backend dask")
-    configs = expand_grid(methods, list(splits), seeds, preset, parse_sets(sets), data_root)
+    configs = expand_grid(methods, list(splits), seeds, preset, parse_sets(sets), data_root, recipe=recipe)
     out = writable_dir(out or default_out())
     where = _backend_line(backend, scheduler, jobs, runs_per_gpu)
     click.echo(f"sweep: {len(configs)} runs into {out}  ({where})")

@@ -11,6 +11,7 @@ from sslbench.benchmark.cli.common import (
     default_out,
     friendly_errors,
     preset_option,
+    recipe_option,
     set_option,
     writable_dir,
 )
@@ -26,16 +27,17 @@ from sslbench.benchmark.runs.folder import CONFIG_FILE
 @click.option("--seed", type=int, default=DEFAULT_SEEDS[0], show_default=True)
 @data_option
 @preset_option
+@recipe_option
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Parent folder of the run folder.")
 @set_option
 @click.option("--resume", is_flag=True, help="Continue from the run folder's last checkpoint.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @friendly_errors
-def train(method, split, seed, data_root, preset, out, sets, resume, quiet):
+def train(method, split, seed, data_root, preset, recipe, out, sets, resume, quiet):
     """Train and evaluate one run; writes config.json, log.jsonl, cases.csv, metrics.json and weights."""
     from sslbench.benchmark.training.trainer import train_run
 
-    cfg = build_config(method, split, seed, preset, parse_sets(sets), data_root)
+    cfg = build_config(method, split, seed, preset, parse_sets(sets), data_root, recipe)
     run_dir = writable_dir(out or default_out()) / cfg.run_name()
     click.echo(f"run folder: {run_dir}", err=True)
     metrics = train_run(cfg, run_dir, progress=not quiet, resume=resume)
@@ -70,6 +72,7 @@ def eval_cmd(run_dir, data_root, quiet):
 @click.command()
 def methods():
     """List the registered methods with their #K (passes per unlabeled volume for uncertainty)."""
+    from sslbench.benchmark.reporting.format import text_table
     from sslbench.methods.registry import discover, list_methods
 
     for problem in discover():
@@ -78,7 +81,4 @@ def methods():
         (m.name, m.k_label, m.family, ", ".join(m.variants) or "-", ", ".join(m.aliases) or "-", m.paper)
         for m in list_methods()
     ]
-    header = ("method", "#K", "family", "variants", "aliases", "reference")
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for r in [header, tuple("-" * w for w in widths), *rows]:
-        click.echo("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    click.echo(text_table(("method", "#K", "family", "variants", "aliases", "reference"), rows))

@@ -77,9 +77,10 @@ def _group_key(row: dict) -> str:
     # The data folder is part of the key (as of the run id), not the dataset's name: a run that failed before
     # config.json was written only has failed.json's config, which does not describe the dataset.
     settings = {k: v for k, v in row["settings"].items() if k not in NOT_SETTINGS}
-    blob = json.dumps(
-        [row["method"], row["variant"], row["split"], row["preset"], settings], sort_keys=True, default=str
-    )
+    key = [row["method"], row["variant"], row["split"], row["preset"], settings]
+    if row.get("recipe", "benchmark") != "benchmark":
+        key.append(row["recipe"])  # appended only when set, so the keys of earlier results stay the same
+    blob = json.dumps(key, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
@@ -115,6 +116,7 @@ def read_run(run_dir: Path) -> dict:
             split=config.get("split"),
             seed=config.get("seed"),
             preset=config.get("preset"),
+            recipe=config.get("recipe", "benchmark"),
             run_id=config.get("run_id"),
             k_inferences=info.get("k_inferences"),
             family=info.get("family"),
@@ -174,6 +176,7 @@ def collect(results_dir: Path) -> pd.DataFrame:
         "split",
         "seed",
         "preset",
+        "recipe",
         "run_id",
         "k_inferences",
         "family",

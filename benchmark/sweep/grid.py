@@ -74,6 +74,7 @@ def expand_grid(
     sets: dict[str, str],
     data_root: str | None,
     grid_sets: list[dict[str, str]] | None = None,
+    recipe: str = "benchmark",
 ) -> list[RunConfig]:
     """Resolve every run of a sweep; duplicates (same run id) removed, first occurrence kept.
 
@@ -88,6 +89,7 @@ def expand_grid(
         sets: `section.key=value` overrides; a method's section applies to that method only.
         data_root: the data folder (None = the built-in synthetic dataset).
         grid_sets: extra override dicts, each multiplied into the grid (e.g. one per Table 4 beta value).
+        recipe: "benchmark" (one protocol for all) or "published" (each method's `published_recipe`).
 
     Raises:
         ConfigError: an empty grid, a bad split/seed/override, or a method no requested split suits.
@@ -117,6 +119,6 @@ def expand_grid(
             run_sets = {f"{info.name}.variant": variant} if variant is not None else {}
             run_sets.update(sets_for(info.name, sets))
             run_sets.update(sets_for(info.name, overrides))
-            cfg = build_config(info.name, split, seed, preset, run_sets, data_root)
+            cfg = build_config(info.name, split, seed, preset, run_sets, data_root, recipe)
             configs.setdefault(cfg.run_name(), cfg)
     return list(configs.values())

@@ -6,9 +6,10 @@ runs the missing ones through the sweep runner, and renders Markdown, LaTeX and 
 configs are equal (the run id is a hash of the resolved config), so lrep with beta 1, lambda 0.1 is trained
 once for Tables 1, 3 and 4.
 
-A row is matched to finished runs by method, split and the method's own config section: an exact match of
-the whole section first (what `bench table` produced), else the runs whose pinned keys and variant agree (e.g.
-runs made with `--set uamt.repeats=8`, which changes the run id but not the maths); the table notes it.
+A row is matched to finished runs by method, split and the method's own config section, exactly: every key of
+the section must equal the row's (its defaults plus its pinned keys). Runs whose pinned keys agree but whose
+other keys differ (e.g. `--set uamt.repeats=8`, which changes the BatchNorm batches of UA-MT's passes and so the
+numbers) are not shown as the row; the row says they exist and how they differ.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from sslbench.benchmark.config import ConfigError
+from sslbench.benchmark.evaluation.metrics import METRIC_COLUMNS
 from sslbench.benchmark.reporting.aggregate import p_marker, paired_wilcoxon, summarize_runs
 from sslbench.benchmark.reporting.tables.specs import (
     RowSpec,
@@ -72,22 +74,21 @@ def match_groups(row: RowSpec, method: str, summary: pd.DataFrame) -> tuple[pd.S
     loose = [
         i for i, s in candidates["settings"].items() if all(_same(s.get(k), expected[k]) for k in pinned)
     ]
-    chosen = exact or loose
-    if not chosen:
-        return None, ""
-    best = candidates.loc[chosen].sort_values(["n_done", "n_failed"], ascending=False).iloc[0]
-    note = ""
     if not exact:
+        if not loose:
+            return None, ""
+        other = candidates.loc[loose].iloc[0]
         differ = [
-            f"{k.partition('.')[2]}={best['settings'].get(k)}"
+            f"{k.partition('.')[2]}={other['settings'].get(k)}"
             for k in expected
-            if not _same(best["settings"].get(k), expected[k])
+            if not _same(other["settings"].get(k), expected[k])
         ]
-        note = "settings differ from the row's defaults: " + ", ".join(differ)
-    if len(chosen) > 1:
-        note = (
-            note + "; " if note else ""
-        ) + f"{len(chosen)} matching experiments, showing the one with most seeds"
+        return None, (
+            f"not shown: {len(loose)} experiment(s) with other settings ({', '.join(differ)}), which change the "
+            "numbers; run the row's own configuration with `bench table`"
+        )
+    best = candidates.loc[exact].sort_values(["n_done", "n_failed"], ascending=False).iloc[0]
+    note = f"{len(exact)} matching experiments, showing the one with most seeds" if len(exact) > 1 else ""
     return best, note
 
 
@@ -145,7 +146,7 @@ def build_table(
         if group is not None:
             out["group_key"] = group["group_key"]
             out["K"] = group["K"]
-            for metric in ("dice", "jaccard", "hd95_vox", "asd_vox", "hd95_mm", "asd_mm"):
+            for metric in METRIC_COLUMNS:
                 out[metric] = group[metric]
                 out[f"{metric}_mean"] = group[f"{metric}_mean"]
                 out[f"{metric}_std"] = group[f"{metric}_std"]
@@ -203,6 +204,19 @@ def caption(spec: TableSpec, protocol: str) -> str:
     ).strip()
 
 
+def _precisions(runs: pd.DataFrame, configs: list | None) -> set[str]:
+    """How the rows computed: bf16 autocast where `train.amp` was on and the run was on CUDA, else fp32."""
+    if not runs.empty:
+        return {
+            "bf16 autocast"
+            if bool(r["settings"].get("train.amp")) and str(r["device"]).startswith("cuda")
+            else "fp32"
+            for _, r in runs.iterrows()
+            if r.get("has_config") and pd.notna(r.get("device"))
+        }
+    return {"fp32 (bf16 autocast on CUDA)" if c.train.amp else "fp32" for c in configs or []}
+
+
 def describe_protocol(runs: pd.DataFrame, configs: list | None = None) -> str:
     """The protocol sentence of a caption, from the runs' recorded configs (or the planned configs)."""
     settings = [s for s in runs.get("settings", pd.Series(dtype=object)) if s] if not runs.empty else []
@@ -243,12 +257,20 @@ def describe_protocol(runs: pd.DataFrame, configs: list | None = None) -> str:
     }
     policy = " / ".join(empty.get(v, v) for v in values("eval.empty_policy").split(" / "))
     post = "largest connected component" if values("eval.largest_cc") == "True" else "none"
+    precisions = sorted(_precisions(runs, configs))
+    recipes = sorted({str(r) for r in runs["recipe"].dropna()}) if "recipe" in runs else []
+    recipes = recipes or sorted({c.recipe for c in configs or []}) or ["benchmark"]
+    recipe_text = {
+        "benchmark": "benchmark (every method under one protocol)",
+        "published": "published (each method's own authors' iterations, lr and batch)",
+    }
     return (
         f"Protocol: preset {', '.join(presets)}; dataset {'; '.join(datasets)}; seeds {', '.join(map(str, seeds))} "
         f"(std = sample std, ddof=1; one seed shown as n=1); checkpoint: last iteration; HD95 and ASD in voxels "
         f"(mm = voxels × spacing in the CSV); empty prediction: {policy}; post-processing: {post}; sliding window "
         f"stride {values('eval.stride_xy')} (x, y) / {values('eval.stride_z')} (z); "
-        f"{values('train.iterations')} iterations."
+        f"{values('train.iterations')} iterations; precision {' / '.join(precisions) or '?'}; "
+        f"recipe {' / '.join(recipe_text.get(r, r) for r in recipes)}."
     )
 
 

@@ -33,7 +33,12 @@ def _check_sets(sets: dict[str, str], preset: str, data_root: str | None) -> Non
 
 
 def plan_tables(
-    numbers: list[int], seeds: list[int], preset: str, sets: dict[str, str], data_root: str | None
+    numbers: list[int],
+    seeds: list[int],
+    preset: str,
+    sets: dict[str, str],
+    data_root: str | None,
+    recipe: str = "benchmark",
 ) -> list[TablePlan]:
     """Build every row's configs; a row whose method is missing or whose settings are invalid gets an error.
 
@@ -47,7 +52,7 @@ def plan_tables(
         configs, errors = {}, {}
         for i, row in enumerate(spec.rows):
             try:
-                configs[i] = row_configs(row, seeds, preset, sets, data_root)
+                configs[i] = row_configs(row, seeds, preset, sets, data_root, recipe)
             except (UnknownMethodError, ConfigError) as exc:
                 errors[i] = str(exc)
         plans.append(TablePlan(spec, configs, errors))
@@ -80,6 +85,7 @@ def run_tables(
     preset: str = "quick",
     sets: dict[str, str] | None = None,
     data_root: str | None = None,
+    recipe: str = "benchmark",
     run: bool = True,
     **sweep_kwargs: Any,
 ) -> tuple[list[TableResult], list]:
@@ -88,7 +94,7 @@ def run_tables(
     Returns:
         The rendered tables and the sweep's outcomes (empty when `run` is False).
     """
-    plans = plan_tables(numbers, seeds, preset, sets or {}, data_root)
+    plans = plan_tables(numbers, seeds, preset, sets or {}, data_root, recipe)
     unique: dict[str, Any] = {}
     for plan in plans:
         for configs in plan.configs.values():

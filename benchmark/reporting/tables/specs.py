@@ -192,10 +192,17 @@ def expected_method_config(row: RowSpec, method: str) -> dict[str, Any]:
 
 
 def row_configs(
-    row: RowSpec, seeds: list[int], preset: str, sets: dict[str, str], data_root: str | None
+    row: RowSpec,
+    seeds: list[int],
+    preset: str,
+    sets: dict[str, str],
+    data_root: str | None,
+    recipe: str = "benchmark",
 ) -> list:
     """The row's RunConfigs, one per seed, built by the sweep runner's `expand_grid`."""
     from sslbench.benchmark.sweep.grid import expand_grid
 
     method = resolve_method(row)
-    return expand_grid([method], [row.split], seeds, preset, _row_sets(row, method, sets), data_root)
+    return expand_grid(
+        [method], [row.split], seeds, preset, _row_sets(row, method, sets), data_root, recipe=recipe
+    )
