@@ -45,7 +45,8 @@ class TrainConfig:
     lr_step: int | None = None  # None = 2500 per 6000 iterations, scaled to `iterations`
     lr_gamma: float = 0.1
     cosine_extra: int = 0  # cosine T_max = iterations + cosine_extra (the authors' FLARE code uses 2000)
-    momentum: float = 0.9
+    optimizer: str = "sgd"  # sgd (every reference of the seed paper) | adamw (CrossMatch's recipe)
+    momentum: float = 0.9  # SGD momentum; AdamW's beta1
     weight_decay: float = 1e-4
     rampup: str = "staircase"  # staircase (iter // (iterations/40), the references) | gaussian (the paper)
     rampup_length: int = 40
@@ -135,6 +136,11 @@ NON_RESULT_KEYS = frozenset(
 )
 
 
+# Fields added after results existed, with the value every earlier run had: left out of the run id while they
+# hold it, so that adding a setting does not orphan the finished runs (a run that changes it gets a new id).
+ADDED_FIELDS: dict[str, Any] = {"train.optimizer": "sgd"}
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything one run is: method, split, seed, preset and the resolved data/train/eval/method sections.
@@ -181,6 +187,10 @@ class RunConfig:
         for dotted in NON_RESULT_KEYS:
             section, key = dotted.split(".")
             d[section].pop(key, None)
+        for dotted, legacy in ADDED_FIELDS.items():
+            section, key = dotted.split(".")
+            if d[section].get(key) == legacy:
+                d[section].pop(key)
         blob = json.dumps(d, sort_keys=True, default=str).encode()
         return hashlib.sha1(blob).hexdigest()[:10]
 
@@ -285,6 +295,7 @@ def _validate(cfg: RunConfig) -> None:
         (t.n_filters >= 1, "train.n_filters must be positive"),
         (t.lr > 0, "train.lr must be positive"),
         (t.lr_policy in ("step", "cosine", "poly"), "train.lr_policy must be step, cosine or poly"),
+        (t.optimizer in ("sgd", "adamw"), "train.optimizer must be sgd or adamw"),
         (t.rampup in ("staircase", "gaussian"), "train.rampup must be staircase or gaussian"),
         (
             all(p > 0 and p % 16 == 0 for p in d.patch),

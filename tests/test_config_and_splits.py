@@ -135,3 +135,25 @@ def test_published_recipe_applies_the_authors_settings_and_is_recorded():
 def test_paper_preset_trains_in_fp32():
     assert build_config("uamt", "8/72", 1337, "paper").train.amp is False
     assert build_config("uamt", "8/72", 1337, "paper", {"train.amp": "true"}).train.amp is True
+
+
+def test_an_added_field_at_its_legacy_value_keeps_the_run_id():
+    """train.optimizer came after results existed: at "sgd" (what every earlier run used) it leaves ids alone."""
+    sgd = build_config("mt", "8/72", 1337, "quick")
+    assert sgd.train.optimizer == "sgd" and sgd.run_id() == "a3004aca66"
+    adamw = build_config("mt", "8/72", 1337, "quick", {"train.optimizer": "adamw"})
+    assert adamw.run_id() != sgd.run_id()
+    with pytest.raises(ConfigError, match="train.optimizer"):
+        build_config("mt", "8/72", 1337, "quick", {"train.optimizer": "adam"})
+
+
+def test_the_optimizer_setting_builds_that_optimizer():
+    import torch
+
+    from sslbench.benchmark.training.step import build_optimizer
+
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    adamw = build_optimizer(build_config("mt", "8/72", 1, "quick", {"train.optimizer": "adamw"}).train, params)
+    sgd = build_optimizer(build_config("mt", "8/72", 1, "quick").train, params)
+    assert isinstance(adamw, torch.optim.AdamW) and adamw.defaults["betas"] == (0.9, 0.999)
+    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["momentum"] == 0.9

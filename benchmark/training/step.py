@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from sslbench.benchmark.config import TrainConfig
 from sslbench.benchmark.training.errors import RunFailed
 from sslbench.benchmark.training.passes import count_passes
 from sslbench.benchmark.training.schedules import lr_at
@@ -23,6 +24,16 @@ def scalar_outputs(out: dict) -> dict[str, torch.Tensor]:
     return {k: v.detach() for k, v in out.items() if torch.is_tensor(v) and v.numel() == 1}
 
 
+def build_optimizer(t: TrainConfig, params) -> torch.optim.Optimizer:
+    """The main optimiser: SGD with momentum (the references), or AdamW (CrossMatch's recipe).
+
+    AdamW takes `train.momentum` as beta1 and PyTorch's default beta2 (0.999); its weight decay is decoupled.
+    """
+    if t.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=t.lr, betas=(t.momentum, 0.999), weight_decay=t.weight_decay)
+    return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+
+
 class StepRunner:
     """One optimisation step of a built method: batch to the device, lr, autocast, backward, optimiser(s), EMA.
 
@@ -33,9 +44,7 @@ class StepRunner:
         t = trainer.cfg.train
         self.trainer = trainer
         self.method = method
-        self.optimizer = torch.optim.SGD(
-            method.trainable_parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay
-        )
+        self.optimizer = build_optimizer(t, method.trainable_parameters())
         self.extra_opts = method.extra_optimizers()
         self._unchecked: list[tuple[int, dict[str, torch.Tensor]]] = []
 
