@@ -288,7 +288,7 @@ def test_csv_has_numbers_and_the_paper(results):
 
 def test_paper_numbers_ship_with_the_package():
     paper = paper_tables()
-    assert set(paper["table"]) == {1, 2, 3, 4}
+    assert set(paper["table"]) == {1, 2, 3, 4, 5}
     assert paper[(paper["table"] == 2) & (paper["method"] == "lrep")]["dice_mean"].iloc[0] == pytest.approx(
         88.60
     )
@@ -374,3 +374,24 @@ def test_runs_with_other_settings_do_not_fill_a_row(tmp_path):
     (row,) = [r for r in table.rows if r["method"] == "uamt"]
     assert row["n_done"] == 0 and "dice_mean" not in row
     assert "not shown" in row["note"] and "repeats=8" in row["note"]
+
+
+def test_table5_has_every_registered_method_at_two_splits_beside_its_reported_numbers(results):
+    from sslbench.benchmark.reporting.tables.specs import table_spec
+    from sslbench.methods.registry import list_methods
+
+    spec = table_spec(5)
+    ssl = [m.name for m in list_methods() if m.cls.uses_unlabeled]
+    for split in ("8/72", "16/64"):
+        assert [r.methods[0] for r in spec.rows if r.split == split] == ssl
+    assert {r.split for r in spec.rows if r.label.endswith("bound")} == {"80/0", "8/0", "16/0"}
+    runs = collect(results)
+    table = build_table(spec, runs, load_cases(runs), planned=3)
+    by = {(r["method"], r["split"]): r for r in table.rows}
+    assert by[("mt", "8/72")]["n_done"] == 3  # the same runs as Table 1's MT row
+    assert by[("mt", "8/72")]["paper_dice"] == pytest.approx(78.22)  # the seed paper's run of MT
+    if "mcnet" in ssl:
+        mcnet = by[("mcnet", "16/64")]
+        assert mcnet["paper_dice"] == pytest.approx(91.07) and "Wu et al., MedIA 2022" in mcnet["note"]
+    md = to_markdown(table)
+    assert "each method's own reported numbers" in md and "nan" not in md

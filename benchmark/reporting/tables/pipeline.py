@@ -11,7 +11,7 @@ import pandas as pd
 from sslbench.benchmark.config import ConfigError, build_config, method_section
 from sslbench.benchmark.reporting.tables.build import TableResult, build_table, describe_protocol
 from sslbench.benchmark.reporting.tables.render import write_table
-from sslbench.benchmark.reporting.tables.specs import TABLES, TableSpec, row_configs
+from sslbench.benchmark.reporting.tables.specs import TableSpec, row_configs, table_spec
 from sslbench.methods.registry import UnknownMethodError, baseline_method, get_method
 
 
@@ -48,7 +48,7 @@ def plan_tables(
     _check_sets(sets, preset, data_root)
     plans = []
     for table_no in numbers:
-        spec = TABLES[table_no]
+        spec = table_spec(table_no)
         configs, errors = {}, {}
         for i, row in enumerate(spec.rows):
             try:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sslbench.benchmark.reporting.format import latex_escape, markdown_cell, mean_std, number
+from sslbench.benchmark.reporting.format import latex_escape, markdown_cell, number
 from sslbench.benchmark.reporting.tables.build import TableResult
 from sslbench.benchmark.reporting.tables.specs import TableSpec
 
@@ -33,6 +33,13 @@ def _lead_cells(spec: TableSpec, r: dict) -> list[str]:
     return [str(cells.get(h, r.get(h, ""))) for h in spec.lead_columns]
 
 
+def _reported(mean: float, std: float) -> str:
+    """A published number: "86.58±1.03", or the mean alone where the paper gives no std."""
+    if pd.isna(mean):
+        return "—"
+    return number(mean) if pd.isna(std) else f"{mean:.2f}±{std:.2f}"
+
+
 def display_rows(result: TableResult) -> tuple[list[str], list[list[str]], list[str]]:
     """Headers, cell strings per row, and the notes (one per row that has one, numbered like the rows)."""
     headers = [*result.spec.lead_columns, *METRIC_HEADERS]
@@ -42,12 +49,8 @@ def display_rows(result: TableResult) -> tuple[list[str], list[list[str]], list[
         if r["note"]:
             notes.append(f"[{len(notes) + 1}] {r['label']}: {r['note']}")
             lead[0] += f" [{len(notes)}]"
-        paper_dice = (
-            mean_std([r["paper_dice"]])
-            if pd.isna(r["paper_dice_std"])
-            else f"{r['paper_dice']:.2f}±{r['paper_dice_std']:.2f}"
-        )
-        paper_hd = "—" if pd.isna(r["paper_hd95"]) else f"{r['paper_hd95']:.2f}±{r['paper_hd95_std']:.2f}"
+        paper_dice = _reported(r["paper_dice"], r["paper_dice_std"])
+        paper_hd = _reported(r["paper_hd95"], r["paper_hd95_std"])
         body.append(
             [
                 *lead,
