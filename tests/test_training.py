@@ -146,3 +146,20 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, tiny_data):
 def test_non_finite_loss_stops_the_run(tmp_path, tiny_data):
     with pytest.raises(RunFailed, match="non-finite loss at step"):
         _run(tmp_path, "nan", tiny_data, train__lr=1e38, train__iterations=3)
+
+
+def test_result_files_are_readable_by_the_team(tmp_path):
+    """The atomic writer's temporary file is 0600; what lands in a run folder is 0644 (under a 022 umask)."""
+    import os
+    import stat
+
+    from sslbench.benchmark.runs.io import write_json, write_text
+
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "metrics.json", {"dice": 0.5})
+        write_text(tmp_path / "cases.csv", "case,dice\n")
+    finally:
+        os.umask(old)
+    for name in ("metrics.json", "cases.csv"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644

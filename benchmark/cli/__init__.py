@@ -14,6 +14,7 @@ import click
 COMMANDS = {
     "train": ("train", "train"),
     "eval": ("train", "eval_cmd"),
+    "predict": ("predict", "predict"),
     "run": ("run", "run"),
     "table": ("results", "table"),
     "report": ("results", "report"),

@@ -91,6 +91,26 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     return labels == (int(np.argmax(sizes)) + 1)
 
 
+def predict_mask(
+    predict: Callable[[torch.Tensor], torch.Tensor],
+    image: np.ndarray,
+    patch: tuple[int, int, int],
+    eval_cfg,
+    device: torch.device | str = "cpu",
+    n_classes: int = 2,
+) -> np.ndarray:
+    """The predicted label map (W, H, D) uint8 of one volume: the argmax of the sliding-window scores, then the
+    largest connected component when `eval.largest_cc` (what evaluation scores and `bench predict` writes)."""
+    scores = sliding_window_scores(
+        predict, image, patch, eval_cfg.stride_xy, eval_cfg.stride_z, n_classes, eval_cfg.sw_batch, device
+    )
+    # argmax on the device, then one byte per voxel to the host (.cpu() also waits for the GPU).
+    pred = scores.argmax(0).to(torch.uint8).cpu().numpy()
+    if eval_cfg.largest_cc:
+        pred = largest_component(pred).astype(np.uint8)
+    return pred
+
+
 def evaluate_cases(
     predict: Callable[[torch.Tensor], torch.Tensor],
     volumes: list,
@@ -107,20 +127,7 @@ def evaluate_cases(
     rows = []
     for vol in tqdm(volumes, desc="eval", leave=False, disable=not progress):
         t0 = time.perf_counter()
-        scores = sliding_window_scores(
-            predict,
-            vol.image,
-            patch,
-            eval_cfg.stride_xy,
-            eval_cfg.stride_z,
-            n_classes,
-            eval_cfg.sw_batch,
-            device,
-        )
-        # argmax on the device, then one byte per voxel to the host (.cpu() also waits for the GPU).
-        pred = scores.argmax(0).to(torch.uint8).cpu().numpy()
-        if eval_cfg.largest_cc:
-            pred = largest_component(pred).astype(np.uint8)
+        pred = predict_mask(predict, vol.image, patch, eval_cfg, device, n_classes)
         t1 = time.perf_counter()
         row = {"case": vol.case_id, **case_metrics(pred, vol.label, spacing, eval_cfg.empty_policy)}
         row["infer_s"] = t1 - t0

@@ -414,26 +414,13 @@ def _predict_slice(run_dir: Path, case_id: str):
     import torch
 
     from sslbench.benchmark.evaluation.metrics import case_metrics
-    from sslbench.benchmark.evaluation.sliding_window import largest_component, sliding_window_probs
+    from sslbench.benchmark.evaluation.sliding_window import predict_mask
     from sslbench.benchmark.runs.folder import load_run
 
     run = load_run(run_dir, device="cuda" if torch.cuda.is_available() else "cpu")
     cfg, trainer, method = run.cfg, run.trainer, run.method
     vol = trainer.dataset.volume(case_id)
-    with torch.no_grad():
-        probs = sliding_window_probs(
-            method.predict,
-            vol.image,
-            tuple(cfg.data.patch),
-            cfg.eval.stride_xy,
-            cfg.eval.stride_z,
-            2,
-            cfg.eval.sw_batch,
-            trainer.device,
-        )
-    pred = probs.argmax(0).astype(np.uint8)
-    if cfg.eval.largest_cc:
-        pred = largest_component(pred).astype(np.uint8)
+    pred = predict_mask(trainer.predictor(method), vol.image, tuple(cfg.data.patch), cfg.eval, trainer.device)
     metrics = case_metrics(pred, vol.label, trainer.dataset.spacing, cfg.eval.empty_policy)
     return vol.image, vol.label, pred, metrics
 

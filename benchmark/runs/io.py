@@ -8,6 +8,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+RESULT_FILE_MODE = 0o644
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
 
 def _atomic(path: Path, write) -> None:
     path = Path(path)
@@ -18,6 +26,8 @@ def _atomic(path: Path, write) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        # mkstemp creates the file 0600; results are for a team to read, like everything else a run writes.
+        os.chmod(tmp, RESULT_FILE_MODE & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

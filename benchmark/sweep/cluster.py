@@ -19,7 +19,13 @@ def run_dask(
     jobs: int | None,
     on_done: Callable[[RunOutcome], None],
 ) -> None:
-    from dask.distributed import Client, LocalCluster, as_completed
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise ConfigError(
+            "--backend dask needs Dask's distributed scheduler: pip install 'sslbench[cluster]' "
+            "(or pip install 'dask[distributed]')"
+        ) from None
 
     cluster = None
     try:
