@@ -231,7 +231,10 @@ def test_wilcoxon_detects_a_method_better_on_every_case():
 
 def _table1(results: Path):
     runs = collect(results)
-    return build_table(TABLES[1], runs, load_cases(runs), planned=3, protocol="Protocol: test.")
+    # The fixture's runs are smoke-preset runs of a made-up dataset: the paper's columns are forced here.
+    return build_table(
+        TABLES[1], runs, load_cases(runs), planned=3, protocol="Protocol: test.", paper_columns=True
+    )
 
 
 def test_table_rows_follow_the_paper_and_show_wilcoxon(results):
@@ -336,7 +339,13 @@ def test_bench_report_writes_page_and_plots(results, tmp_path):
     assert "Skipped: no finished run has model.pt" in text  # the qualitative figure needs weights
     assert not (out / "figures" / "qualitative.png").exists()
     assert "uamt_8-72_s1337" in text and "non-finite loss" in text  # the failed run is listed
-    assert "### Table 1" in text and "86.58±1.03" in text and "Wilcoxon" in text
+    assert (
+        "### Table 1" in text
+        and "Wilcoxon" in text
+        and text.startswith("# sslbench results report: synthetic")
+    )
+    assert "**Synthetic data.**" in text  # the banner, on the first screen
+    assert "86.58±1.03" not in text and "paper's columns are left out" in text  # no paper beside a phantom
     assert "No matching runs (run `bench table 2`)" in text
     assert (out / "tables" / "table1.tex").is_file() and (out / "tables" / "summary.csv").is_file()
 
@@ -395,3 +404,19 @@ def test_table5_has_every_registered_method_at_two_splits_beside_its_reported_nu
         assert mcnet["paper_dice"] == pytest.approx(91.07) and "Wu et al., MedIA 2022" in mcnet["note"]
     md = to_markdown(table)
     assert "each method's own reported numbers" in md and "nan" not in md
+
+
+def test_paper_columns_only_beside_the_la_data_at_full_resolution_under_the_paper_preset(tmp_path):
+    synthetic = tmp_path / "synthetic"
+    write_run(synthetic, "mt", "8/72", 1337)
+    runs = collect(synthetic)
+    runs["dataset"] = "synthetic-la-v1-48x48x32-d1.5-s0"
+    table = build_table(TABLES[1], runs)
+    md = to_markdown(table)
+    assert not table.paper_columns and "Dice % (paper)" not in md and "Δ Dice" not in md
+    assert "synthetic-la-v1-48x48x32-d1.5-s0" in md.splitlines()[0]  # the title names the data
+    assert "the data is synthetic" in table.caption and "--paper-columns" in table.caption
+    assert "Dice % (paper)" in to_markdown(build_table(TABLES[1], runs, paper_columns=True))
+    la = runs.assign(dataset="LA", preset="paper", spacing_mm=0.625)
+    assert build_table(TABLES[1], la).paper_columns
+    assert not build_table(TABLES[1], la.assign(spacing_mm=1.25)).paper_columns  # la-half

@@ -52,6 +52,12 @@ from sslbench.benchmark.config import ConfigError, parse_sets
     show_default=True,
     help="--no-run renders from the finished runs only, training nothing.",
 )
+@click.option(
+    "--paper-columns",
+    is_flag=True,
+    help="Show the paper's numbers and the differences even beside runs that are not the LA data at full "
+    "resolution under the paper preset (by default they are left out there, and the caption says why).",
+)
 @set_option
 @friendly_errors
 def table(
@@ -67,6 +73,7 @@ def table(
     runs_per_gpu,
     render_dir,
     run,
+    paper_columns,
     sets,
 ):
     """Regenerate the paper's Table 1, 2, 3, 4 (or all four), or Table 5: every registered method at 8/72 and
@@ -94,6 +101,7 @@ def table(
         data_root,
         recipe=recipe,
         run=run,
+        paper_columns=True if paper_columns else None,
         jobs=jobs,
         backend=backend,
         scheduler=scheduler,

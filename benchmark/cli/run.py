@@ -128,6 +128,15 @@ def results_table(outcomes: list[RunOutcome]) -> str:
     return text_table(header, body)
 
 
+def data_name(root: str | None) -> str:
+    """What a progress or summary line calls the data: the built-in dataset's name, or the folder's."""
+    if root is None:
+        from sslbench.datasets.default import default_dataset_name
+
+        return f"{default_dataset_name()} (built-in synthetic)"
+    return Path(root).name
+
+
 def _backend_line(backend: str, scheduler: str | None, jobs: int | None, runs_per_gpu: int) -> str:
     if backend == "dask":
         return (
@@ -215,7 +224,8 @@ def run(
     configs = expand_grid(methods, list(splits), seeds, preset, parse_sets(sets), data_root, recipe=recipe)
     out = writable_dir(out or default_out())
     where = _backend_line(backend, scheduler, jobs, runs_per_gpu)
-    click.echo(f"sweep: {len(configs)} runs into {out}  ({where})")
+    data = data_name(configs[0].data.root) if configs else "-"
+    click.echo(f"sweep: {len(configs)} runs on {data} into {out}  ({where})")
     click.echo(plan_table(configs, out))
     from sslbench.benchmark.sweep.runner import run_sweep, summarize_outcomes
 
@@ -229,6 +239,6 @@ def run(
             click.echo(
                 f"  FAILED {o.cfg.method} {o.cfg.split} s{o.cfg.seed}: {o.error}  ({o.run_dir}/failed.json)"
             )
-    click.echo("\n" + results_table(outcomes))
+    click.echo(f"\nresults on {data} (mean ± sample std over seeds):\n" + results_table(outcomes))
     if counts["failed"]:
         sys.exit(1)

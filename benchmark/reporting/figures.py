@@ -39,8 +39,16 @@ def _figure(figsize: tuple[float, float]) -> Figure:
     return fig
 
 
-def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
+def data_label(summary: pd.DataFrame) -> str:
+    """The dataset name(s) of the experiments a figure shows (every figure says what data it is)."""
+    names = sorted({str(d) for d in summary.get("dataset", pd.Series(dtype=object)).dropna()})
+    return "data: " + (", ".join(names) if names else "not recorded")
+
+
+def _save(fig: Figure, out_dir: Path, stem: str, data: str = "") -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
+    if data:
+        fig.text(0.005, 0.005, data, fontsize=7, color="0.35", ha="left", va="bottom")
     paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"]
     fig.savefig(paths[0], dpi=130, bbox_inches="tight")
     fig.savefig(paths[1], bbox_inches="tight")
@@ -156,7 +164,7 @@ def distributions(cases: pd.DataFrame, summary: pd.DataFrame, out_dir: Path) -> 
     if legend is not None:
         sns.move_legend(axes[0][1], "upper left", bbox_to_anchor=(1.01, 1), title="seed", frameon=False)
     fig.tight_layout()
-    fig_rec.paths = _save(fig, out_dir, "distributions")
+    fig_rec.paths = _save(fig, out_dir, "distributions", data_label(summary))
     return fig_rec
 
 
@@ -226,7 +234,7 @@ def dice_vs_cost(summary: pd.DataFrame, out_dir: Path) -> Plot:
     ax.set_ylabel("Dice (%)")
     ax.set_title("Dice vs cost per iteration (marker size ∝ #K, squares: no uncertainty passes)", fontsize=10)
     fig.tight_layout()
-    fig_rec.paths = _save(fig, out_dir, "dice_vs_cost")
+    fig_rec.paths = _save(fig, out_dir, "dice_vs_cost", data_label(summary))
     return fig_rec
 
 
@@ -319,7 +327,7 @@ def training_curves(logs: pd.DataFrame, summary: pd.DataFrame, out_dir: Path) ->
         fontsize=8,
     )
     fig.tight_layout()
-    fig_rec.paths = _save(fig, out_dir, "training_curves")
+    fig_rec.paths = _save(fig, out_dir, "training_curves", data_label(summary))
     return fig_rec
 
 
@@ -404,7 +412,7 @@ def sensitivity(summary: pd.DataFrame, paper: pd.DataFrame, out_dir: Path) -> Pl
             )
             ax.legend(frameon=False, fontsize=8)
     fig.tight_layout()
-    fig_rec.paths = _save(fig, out_dir, "sensitivity")
+    fig_rec.paths = _save(fig, out_dir, "sensitivity", data_label(summary))
     return fig_rec
 
 

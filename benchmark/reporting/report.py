@@ -256,9 +256,18 @@ def build_report(results_dir: Path, out_dir: Path | None = None, qualitative: bo
     write_text(table_dir / "runs.csv", runs.drop(columns=["settings"]).to_csv(index=False))
 
     counts = runs["status"].value_counts().to_dict()
+    datasets = sorted({str(d) for d in runs["dataset"].dropna()})
+    banner = []
+    if any(d.lower().startswith("synthetic") for d in datasets):
+        banner = [
+            "> **Synthetic data.** These runs are on the built-in synthetic LA-like phantom, a CPU proxy for "
+            "checking code and relative cost: its numbers are not evidence about the LA dataset.",
+            "",
+        ]
     parts = [
-        "# sslbench results report",
+        f"# sslbench results report: {', '.join(datasets) or 'no dataset recorded'}",
         "",
+        *banner,
         f"Results folder: `{results_dir}` — generated {dt.datetime.now().isoformat(timespec='seconds')}. "
         f"Run folders: {len(runs)} ({counts.get('done', 0)} finished, {counts.get('failed', 0)} failed, "
         f"{counts.get('incomplete', 0)} incomplete). Experiments (runs differing only by seed): {len(summary)}.",

@@ -99,6 +99,45 @@ class TableResult:
     spec: TableSpec
     rows: list[dict]  # one per RowSpec, in the paper's order
     caption: str
+    dataset: str = ""  # the data the rows were computed on (every title names it)
+    paper_columns: bool = True  # the paper's numbers and the differences are shown
+
+    @property
+    def title(self) -> str:
+        return f"{self.dataset}: {self.spec.title}" if self.dataset else self.spec.title
+
+
+PAPER_SPACING_MM = 0.625  # the LA challenge data at full resolution
+
+
+def paper_comparable(runs: pd.DataFrame) -> tuple[bool, str]:
+    """Whether the runs can stand beside the paper's numbers: the LA data at full resolution, paper preset.
+
+    Returns (comparable, why not: a caption sentence, empty when comparable).
+    """
+    done = runs[runs["has_config"].astype(bool)] if not runs.empty else runs
+    if done.empty:
+        return False, "no runs yet"
+    names = sorted({str(d) for d in done["dataset"].dropna()})
+    presets = sorted({str(p) for p in done["preset"].dropna()})
+    spacings = {float(s) for s in done["spacing_mm"].dropna()}
+    problems = []
+    if any(n.lower().startswith("synthetic") for n in names):
+        problems.append(f"the data is synthetic ({', '.join(names)})")
+    elif spacings != {PAPER_SPACING_MM}:
+        problems.append(
+            f"the data is not at the LA's 0.625 mm ({', '.join(f'{s:g}' for s in sorted(spacings))} mm)"
+        )
+    if presets != ["paper"]:
+        problems.append(f"the preset is {', '.join(presets)}, not paper")
+    return not problems, " and ".join(problems)
+
+
+def dataset_label(runs: pd.DataFrame) -> str:
+    """The dataset name(s) of the runs, as titles show them."""
+    if runs.empty or "dataset" not in runs:
+        return ""
+    return " + ".join(sorted({str(d) for d in runs["dataset"].dropna()}))
 
 
 def build_table(
@@ -108,6 +147,7 @@ def build_table(
     planned: int | None = None,
     row_errors: dict[int, str] | None = None,
     protocol: str = "",
+    paper_columns: bool | None = None,
 ) -> TableResult:
     """Assemble one paper table from collected runs (`aggregate.collect`, already limited to one protocol).
 
@@ -118,6 +158,8 @@ def build_table(
         planned: seeds planned per row (shown as done/planned); None shows done seeds only.
         row_errors: row index -> why its configs could not be built (e.g. the method is not registered).
         protocol: the caption's protocol sentence (`describe_protocol`).
+        paper_columns: show the paper's numbers and the differences; None: only when the runs are comparable
+            (`paper_comparable`: the LA data at full resolution under the paper preset).
     """
     paper = paper_tables()
     summary = (
@@ -172,7 +214,15 @@ def build_table(
         out["shared"] = row.shared
         results.append(out)
     _add_wilcoxon(results, cases)
-    return TableResult(spec, results, caption(spec, protocol))
+    comparable, why_not = paper_comparable(runs)
+    show = comparable if paper_columns is None else paper_columns
+    text = caption(spec, protocol)
+    if not show:
+        text = (
+            f"The paper's columns are left out: {why_not} (`bench table --paper-columns` shows them anyway). "
+            + text
+        )
+    return TableResult(spec, results, text, dataset_label(runs), show)
 
 
 def _seeds_cell(row: dict, planned: int | None) -> str:

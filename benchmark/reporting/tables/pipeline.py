@@ -59,8 +59,14 @@ def plan_tables(
     return plans
 
 
-def render_plans(plans: list[TablePlan], out: Path, render_dir: Path, n_seeds: int) -> list[TableResult]:
-    """Render each planned table from the runs in `out` that belong to it (matched by run id)."""
+def render_plans(
+    plans: list[TablePlan], out: Path, render_dir: Path, n_seeds: int, paper_columns: bool | None = None
+) -> list[TableResult]:
+    """Render each planned table from the runs in `out` that belong to it (matched by run id).
+
+    `paper_columns`: None shows the paper's numbers only beside comparable runs (LA full resolution, paper
+    preset); True forces them.
+    """
     from sslbench.benchmark.reporting.aggregate import collect, load_cases
 
     runs = collect(out) if Path(out).is_dir() else pd.DataFrame()
@@ -71,7 +77,7 @@ def render_plans(plans: list[TablePlan], out: Path, render_dir: Path, n_seeds: i
         mine = runs[runs["run_id"].isin(ids)] if not runs.empty else runs
         cases = load_cases(mine) if not mine.empty else None
         protocol = describe_protocol(mine, all_configs)
-        result = build_table(plan.spec, mine, cases, n_seeds, plan.errors, protocol)
+        result = build_table(plan.spec, mine, cases, n_seeds, plan.errors, protocol, paper_columns)
         write_table(result, render_dir)
         results.append(result)
     return results
@@ -87,6 +93,7 @@ def run_tables(
     data_root: str | None = None,
     recipe: str = "benchmark",
     run: bool = True,
+    paper_columns: bool | None = None,
     **sweep_kwargs: Any,
 ) -> tuple[list[TableResult], list]:
     """Plan the tables, run the missing runs once each (shared rows dedupe by run id), then render them.
@@ -105,4 +112,4 @@ def run_tables(
         from sslbench.benchmark.sweep.runner import run_sweep
 
         outcomes = run_sweep(list(unique.values()), Path(out), **sweep_kwargs)
-    return render_plans(plans, out, render_dir, len(seeds)), outcomes
+    return render_plans(plans, out, render_dir, len(seeds), paper_columns), outcomes

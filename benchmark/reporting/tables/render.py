@@ -40,9 +40,16 @@ def _reported(mean: float, std: float) -> str:
     return number(mean) if pd.isna(std) else f"{mean:.2f}±{std:.2f}"
 
 
+PAPER_HEADERS = ("Dice % (paper)", "Δ Dice", "HD95 (paper)", "Δ HD95")
+
+
 def display_rows(result: TableResult) -> tuple[list[str], list[list[str]], list[str]]:
-    """Headers, cell strings per row, and the notes (one per row that has one, numbered like the rows)."""
-    headers = [*result.spec.lead_columns, *METRIC_HEADERS]
+    """Headers, cell strings per row, and the notes (one per row that has one, numbered like the rows).
+
+    Without `result.paper_columns` the paper's numbers and the differences are left out.
+    """
+    keep = [result.paper_columns or h not in PAPER_HEADERS for h in METRIC_HEADERS]
+    headers = [*result.spec.lead_columns, *(h for h, k in zip(METRIC_HEADERS, keep, strict=True) if k)]
     body, notes = [], []
     for r in result.rows:
         lead = _lead_cells(result.spec, r)
@@ -51,21 +58,19 @@ def display_rows(result: TableResult) -> tuple[list[str], list[list[str]], list[
             lead[0] += f" [{len(notes)}]"
         paper_dice = _reported(r["paper_dice"], r["paper_dice_std"])
         paper_hd = _reported(r["paper_hd95"], r["paper_hd95_std"])
-        body.append(
-            [
-                *lead,
-                r.get("dice", "—"),
-                paper_dice if not pd.isna(r["paper_dice"]) else "—",
-                number(r["dice_diff"], signed=True),
-                r.get("hd95_vox", "—"),
-                paper_hd,
-                number(r["hd95_diff"], signed=True),
-                r.get("jaccard", "—"),
-                r.get("asd_vox", "—"),
-                r["p_cell"],
-                r["seeds"],
-            ]
-        )
+        metrics = [
+            r.get("dice", "—"),
+            paper_dice if not pd.isna(r["paper_dice"]) else "—",
+            number(r["dice_diff"], signed=True),
+            r.get("hd95_vox", "—"),
+            paper_hd,
+            number(r["hd95_diff"], signed=True),
+            r.get("jaccard", "—"),
+            r.get("asd_vox", "—"),
+            r["p_cell"],
+            r["seeds"],
+        ]
+        body.append([*lead, *(c for c, k in zip(metrics, keep, strict=True) if k)])
     return headers, body, notes
 
 
@@ -76,7 +81,7 @@ def to_markdown(result: TableResult) -> str:
         return "| " + " | ".join(markdown_cell(c) for c in cells) + " |"
 
     align = ["---" if i < len(result.spec.lead_columns) else "--:" for i in range(len(headers))]
-    title = f"**Table {result.spec.number}: {result.spec.title}.** {result.caption}"
+    title = f"**Table {result.spec.number} ({result.title}).** {result.caption}"
     parts = [title, "", line(headers), "| " + " | ".join(align) + " |", *map(line, body)]
     if notes:
         parts += ["", "Notes: " + " ".join(notes)]
@@ -91,7 +96,7 @@ def to_latex(result: TableResult, label: str | None = None) -> str:
     lines = [
         r"\begin{table}[t]",
         r"\centering",
-        rf"\caption{{{latex_escape(result.spec.title + '. ' + result.caption)}}}",
+        rf"\caption{{{latex_escape(result.title + '. ' + result.caption)}}}",
         rf"\label{{{label or f'tab:sslbench-table{result.spec.number}'}}}",
         r"\scriptsize",
         rf"\begin{{tabular}}{{{colspec}}}",

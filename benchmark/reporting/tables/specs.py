@@ -59,7 +59,7 @@ def _main_table(number: int, n_labeled: int, n_unlabeled: int) -> TableSpec:
 
     return TableSpec(
         number,
-        f"LA with {n_labeled} labeled and {n_unlabeled} unlabeled training cases",
+        f"{n_labeled} labeled and {n_unlabeled} unlabeled training cases",
         (
             row("Upper bound", ("sup",), "upper_bound", split="80/0", shared=number != 1),
             row("Lower bound", ("sup",), "lower_bound", split=f"{n_labeled}/0"),
@@ -88,7 +88,7 @@ def _table3() -> TableSpec:
 
     return TableSpec(
         3,
-        "Uncertainty estimation strategies, LA 8/72",
+        "Uncertainty estimation strategies, 8/72",
         (
             row("UAMT", None, {"method": "uamt"}, "entropy of K MC passes, threshold", shared=True),
             row(
@@ -135,7 +135,7 @@ def _table4() -> TableSpec:
         )
         for b, lam in rows
     )
-    return TableSpec(4, "Sensitivity to β (λ = 0.1) and λ (β = 1), LA 8/72", specs, ("β", "λ"))
+    return TableSpec(4, "Sensitivity to β (λ = 0.1) and λ (β = 1), 8/72", specs, ("β", "λ"))
 
 
 TABLES: dict[int, TableSpec] = {
