@@ -31,6 +31,9 @@ class DataConfig:
     spacing: float | None = None  # mm; None = from the dataset (dataset.json, else the LA convention)
     patch: tuple[int, int, int] = (112, 112, 80)  # training crop = sliding-window patch (UA-MT)
     num_workers: int = -1  # loader processes: -1 = auto (0 on CPU, min(4, cores) on CUDA), 0 = in-process
+    subset: int = (
+        0  # labeled subset: 0 = the first N of train.list (the literature), k > 0 = draw k (splits.py)
+    )
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,7 @@ NON_RESULT_KEYS = frozenset(
 
 # Fields added after results existed, with the value every earlier run had: left out of the run id while they
 # hold it, so that adding a setting does not orphan the finished runs (a run that changes it gets a new id).
-ADDED_FIELDS: dict[str, Any] = {"train.optimizer": "sgd"}
+ADDED_FIELDS: dict[str, Any] = {"train.optimizer": "sgd", "data.subset": 0}
 
 
 @dataclass(frozen=True)
@@ -305,6 +308,7 @@ def _validate(cfg: RunConfig) -> None:
         (e.sw_batch >= 1, "eval.sw_batch must be positive"),
         (e.empty_policy in ("worst", "legacy-zero"), "eval.empty_policy must be worst or legacy-zero"),
         (d.num_workers >= -1, "data.num_workers must be >= 0, or -1 for auto"),
+        (d.subset >= 0, "data.subset must be 0 (the first N of train.list) or a positive subset number"),
         (t.log_every >= 1 and t.checkpoint_every >= 1, "train.log_every and checkpoint_every must be >= 1"),
     ]
     for ok, message in checks:

@@ -177,6 +177,14 @@ def _backend_line(backend: str, scheduler: str | None, jobs: int | None, runs_pe
     help="Number of fixed seeds (1337, 1338, 1339, then 1340...).",
 )
 @click.option("--seed-list", default=None, metavar="S,S,...", help="Explicit seeds instead of --seeds.")
+@click.option(
+    "--subsets",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Labeled subsets per split: subset 0 is the first N of train.list (the literature), the others are "
+    "drawn with a fixed seed; tables and the report then show subset variance beside seed variance.",
+)
 @data_option
 @preset_option
 @recipe_option
@@ -198,6 +206,7 @@ def run(
     splits,
     n_seeds,
     seed_list,
+    subsets,
     data_root,
     preset,
     recipe,
@@ -221,7 +230,9 @@ def run(
         seeds = default_seeds(n_seeds)
     if scheduler and backend != "dask":
         raise ConfigError("--scheduler needs --backend dask")
-    configs = expand_grid(methods, list(splits), seeds, preset, parse_sets(sets), data_root, recipe=recipe)
+    configs = expand_grid(
+        methods, list(splits), seeds, preset, parse_sets(sets), data_root, recipe=recipe, subsets=subsets
+    )
     out = writable_dir(out or default_out())
     where = _backend_line(backend, scheduler, jobs, runs_per_gpu)
     data = data_name(configs[0].data.root) if configs else "-"

@@ -433,6 +433,35 @@ def _predict_slice(run_dir: Path, case_id: str):
     return vol.image, vol.label, pred, metrics
 
 
+def subset_ranks(variance: pd.DataFrame, out_dir: Path) -> Plot:
+    """Mean Dice of each method on each labeled subset, one panel per split: crossing lines are rank changes.
+
+    Args:
+        variance: `subsets.subset_variance` (one row per experiment with its per-subset means).
+        out_dir: where subset_ranks.png / .pdf are written.
+    """
+    fig_rec = Plot(
+        "subset_ranks",
+        "Ranking across labeled subsets",
+        "Mean Dice over seeds of each method on each labeled subset (0 = the first N of train.list). Lines "
+        "that cross are methods whose order depends on which cases were labeled.",
+    )
+    splits = list(dict.fromkeys(variance["split"]))
+    fig = _figure((5.5 * len(splits), 4.0))
+    for i, split in enumerate(splits):
+        ax = fig.add_subplot(1, len(splits), i + 1)
+        for _, r in variance[variance["split"] == split].iterrows():
+            ks = sorted(r["subset_means"])
+            label = display_name(str(r["method"])) + (f"-{r['variant']}" if r["variant"] else "")
+            ax.plot(ks, [r["subset_means"][k] for k in ks], marker="o", label=label)
+        ax.set_xlabel("labeled subset")
+        ax.set_ylabel("Dice % (mean over seeds)")
+        ax.set_title(f"{split}", fontsize=10)
+        ax.legend(fontsize=7)
+    fig_rec.paths = _save(fig, out_dir, "subset_ranks")
+    return fig_rec
+
+
 def qualitative(picks: list[tuple[str, Path]], case_id: str, out_dir: Path) -> Plot:
     """One axial slice per method: image, ground truth (green) and prediction (red) contours, Dice/HD95 titles.
 

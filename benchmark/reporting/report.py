@@ -25,12 +25,13 @@ from sslbench.benchmark.reporting.aggregate import (
     summarize_runs,
 )
 from sslbench.benchmark.reporting.format import markdown_table, number
+from sslbench.benchmark.reporting.subsets import rank_stability, subset_variance
 from sslbench.benchmark.reporting.tables.build import build_table, describe_protocol, match_groups
 from sslbench.benchmark.reporting.tables.render import to_markdown, write_table
 from sslbench.benchmark.reporting.tables.specs import TABLES, paper_tables, resolve_method
 from sslbench.benchmark.runs.folder import WEIGHTS_FILE
 from sslbench.benchmark.runs.io import write_text
-from sslbench.methods.registry import UnknownMethodError
+from sslbench.methods.registry import UnknownMethodError, display_name
 
 SIGNIFICANCE_HELP = """\
 How to read the p-values: for each pair (Ours, another experiment at the same number of labeled cases) we take
@@ -315,6 +316,9 @@ def build_report(results_dir: Path, out_dir: Path | None = None, qualitative: bo
     if not any_table:
         parts += ["None of the paper's table rows has runs in this folder.", ""]
     parts += ["## Significance", "", significance_markdown(summary, cases, labels), "", SIGNIFICANCE_HELP]
+    variance = subset_variance(runs)
+    if not variance.empty:
+        parts += ["## Labeled-subset variance", "", subsets_markdown(variance), ""]
 
     shown, left_out = focus(summary)
     made = [
@@ -325,6 +329,8 @@ def build_report(results_dir: Path, out_dir: Path | None = None, qualitative: bo
     for fig in made:
         fig.description += left_out
     made.append(figures.sensitivity(summary, paper, fig_dir))
+    if not variance.empty:
+        made.append(figures.subset_ranks(variance, fig_dir))
     if qualitative:
         picks, case_id, why = qualitative_inputs(runs, summary, cases, labels)
         fig = (
@@ -355,6 +361,41 @@ def build_report(results_dir: Path, out_dir: Path | None = None, qualitative: bo
     report = out_dir / "report.md"
     write_text(report, "\n".join(parts).rstrip() + "\n")
     return report
+
+
+def subsets_markdown(variance: pd.DataFrame) -> str:
+    """The subset-variance table and, per split, Kendall's tau between the subsets' method rankings."""
+    headers = ["Method", "Split", "Subsets", "Seeds / subset", "Dice %", "Seed std", "Subset std"]
+    rows = [
+        [
+            display_name(str(r["method"])) + (f"-{r['variant']}" if r["variant"] else ""),
+            r["split"],
+            r["subsets"],
+            r["seeds_per_subset"],
+            number(r["dice_mean"]),
+            number(r["seed_std"]),
+            number(r["subset_std"]),
+        ]
+        for _, r in variance.iterrows()
+    ]
+    text = (
+        "Subset 0 labels the first N cases of train.list (the literature); the others label N cases drawn with "
+        "a fixed seed (the same for every method). Seed std: the sample std over seeds within a subset, "
+        "averaged over subsets; subset std: the sample std of the subset means.\n\n"
+        + markdown_table(headers, rows)
+    )
+    taus = rank_stability(variance)
+    if not taus.empty:
+        tau_rows = [
+            [r["labeled"], f"{r['subset_a']} vs {r['subset_b']}", r["n_methods"], number(r["tau"])]
+            for _, r in taus.iterrows()
+        ]
+        text += (
+            "\nDoes the ranking survive a change of labeled subset? Kendall's tau between the methods' mean "
+            "Dice on two subsets (1: the same order, -1: reversed):\n\n"
+            + markdown_table(["Labeled N", "Subsets", "Methods", "Kendall's tau"], tau_rows)
+        )
+    return text
 
 
 def _slug(text: str) -> str:

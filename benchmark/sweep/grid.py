@@ -75,6 +75,7 @@ def expand_grid(
     data_root: str | None,
     grid_sets: list[dict[str, str]] | None = None,
     recipe: str = "benchmark",
+    subsets: int = 1,
 ) -> list[RunConfig]:
     """Resolve every run of a sweep; duplicates (same run id) removed, first occurrence kept.
 
@@ -90,6 +91,8 @@ def expand_grid(
         data_root: the data folder (None = the built-in synthetic dataset).
         grid_sets: extra override dicts, each multiplied into the grid (e.g. one per Table 4 beta value).
         recipe: "benchmark" (one protocol for all) or "published" (each method's `published_recipe`).
+        subsets: labeled subsets per split: 0 (the first N of train.list) up to `subsets` - 1 (drawn, see
+            datasets/splits.py); the same subsets for every method and seed.
 
     Raises:
         ConfigError: an empty grid, a bad split/seed/override, or a method no requested split suits.
@@ -98,6 +101,13 @@ def expand_grid(
         raise ConfigError("--split: at least one split is needed, e.g. 8/72")
     if not seeds:
         raise ConfigError("--seeds: at least one seed is needed")
+    if isinstance(subsets, bool) or not isinstance(subsets, int) or not 1 <= subsets <= MAX_SEEDS:
+        raise ConfigError(
+            f"--subsets {subsets!r}: expected a number of labeled subsets between 1 and {MAX_SEEDS}"
+        )
+    if subsets > 1 and any(k == "data.subset" for k in sets):
+        raise ConfigError("--subsets and --set data.subset=... cannot be combined")
+    extra_subsets = [{"data.subset": str(k)} for k in range(subsets)] if subsets > 1 else [{}]
     requested = _requested_methods(methods)
     in_grid = {info.name for info, _, _ in requested}
     extra = list(grid_sets) if grid_sets else [{}]
@@ -115,10 +125,11 @@ def expand_grid(
                 f"method '{info.name}' is semi-supervised: none of the splits ({', '.join(splits)}) has "
                 "unlabeled cases"
             )
-        for split, overrides, seed in itertools.product(method_splits, extra, seeds):
+        for split, overrides, subset, seed in itertools.product(method_splits, extra, extra_subsets, seeds):
             run_sets = {f"{info.name}.variant": variant} if variant is not None else {}
             run_sets.update(sets_for(info.name, sets))
             run_sets.update(sets_for(info.name, overrides))
+            run_sets.update(subset)
             cfg = build_config(info.name, split, seed, preset, run_sets, data_root, recipe)
             configs.setdefault(cfg.run_name(), cfg)
     return list(configs.values())

@@ -67,9 +67,9 @@ def dataset_for(cfg: RunConfig) -> LADataset:
 
 
 def split_ids(cfg: RunConfig, dataset: LADataset) -> tuple[list[str], list[str]]:
-    """The labeled and unlabeled case ids of the run's split (the first N of train.list are labeled)."""
+    """The labeled and unlabeled case ids of the run's split (subset 0: the first N of train.list)."""
     try:
-        return parse_split(cfg.split).resolve(dataset.train_ids)
+        return parse_split(cfg.split).resolve(dataset.train_ids, cfg.data.subset)
     except ValueError as exc:
         raise ConfigError(f"--split {cfg.split} on {dataset.root}: {exc}") from None
 
