@@ -212,8 +212,10 @@ class EMATeacherMixin:
     """An exponential-moving-average teacher owned by the method (Tarvainen & Valpola).
 
     Warm-up decay `min(1 - 1/(step + 1), decay)` as in UA-MT, so at step 0 the teacher becomes a copy of the
-    student. BN running buffers are copied from the student (not averaged): the references skip them because
-    their teacher always runs in train mode (batch statistics); copying keeps the teacher usable in eval mode too.
+    student. The teacher starts as a copy of the student (the references build and initialise it on its own);
+    this makes no difference after step 0, where alpha = 0 overwrites it with the student. BN running buffers
+    are copied from the student (not averaged): the references skip them because their teacher always runs in
+    train mode (batch statistics); copying keeps the teacher usable in eval mode too.
     """
 
     student: nn.Module

@@ -52,3 +52,10 @@ def weighted_mean(values: torch.Tensor, weights: torch.Tensor, eps: float = 1e-1
     """sum(w d) / sum(w) with `weights` broadcast to `values` (the paper's normalised weighted consistency)."""
     weights = weights.expand_as(values)
     return (weights * values).sum() / (weights.sum() + eps)
+
+
+def weighted_mean_per_sample(values: torch.Tensor, weights: torch.Tensor, eps: float = 1e-16) -> torch.Tensor:
+    """sum_v w d / sum_v w within each sample: (B,) for `values` (B, C, ...) and `weights` broadcast to them."""
+    weights = weights.expand_as(values)
+    dims = tuple(range(1, values.dim()))
+    return (weights * values).sum(dims) / (weights.sum(dims) + eps)

@@ -97,11 +97,13 @@ def test_the_data_folder_enters_the_run_id_resolved(tiny_data, monkeypatch):
 def test_run_ids_of_existing_results_do_not_change():
     """Run ids name the folders of every finished run (and results/): a refactor must not move them.
 
-    The ids below are those of the committed quick-preset results (results/report/tables/runs.csv).
+    The ids below are those of the committed quick-preset results (results/report/tables/runs.csv). lrep's is
+    not among them on purpose: its consistency normalisation (per volume) and DAE corruptions now follow the
+    paper and the authors, so its numbers changed, and so must its id (old lrep runs are never reused).
     """
     assert build_config("sup", "8/0", 1337, "quick").run_id() == "a782550887"
     assert build_config("mt", "8/72", 1337, "quick").run_id() == "a3004aca66"
-    assert build_config("lrep", "8/72", 1337, "quick").run_id() == "e82452d283"
+    assert build_config("lrep", "8/72", 1337, "quick").run_id() != "e82452d283"
 
 
 def test_published_recipe_applies_the_authors_settings_and_is_recorded():

@@ -137,3 +137,49 @@ def test_corrupt_respects_switches_and_probability():
     out = C.corrupt(vol, np.random.default_rng(3), C.CorruptionConfig(p=0.2, shapes=False))
     changed = [(out[:, :, k] != vol[:, :, k]).any() for k in range(vol.shape[2])]
     assert any(changed) and not all(changed)
+
+
+class QueuedRng:
+    """Stands in for `np.random.Generator` in `boundary_swap`: returns the queued draws of the candidates."""
+
+    def __init__(self, band_size: int, picks: list[list[int]]):
+        self.band_size, self.picks = band_size, list(picks)
+
+    def integers(self, low, high=None, size=None):
+        assert (low, high, size) == (0, self.band_size, len(self.picks[0]))
+        return np.asarray(self.picks.pop(0))
+
+
+def test_boundary_swap_writes_partners_then_candidates_as_the_authors():
+    # A 2-pixel wide strip: with r = 1 every strip pixel is a candidate (20 of them, so n = 2 draws a direction).
+    sl = np.zeros((20, 20), np.uint8)
+    y0 = 8
+    sl[5:15, y0 : y0 + 2] = 1
+    band = [tuple(p) for p in np.argwhere(sl != C._erode(sl, 1))]
+    assert len(band) == 20
+    index = {p: i for i, p in enumerate(band)}
+    # Direction (0, -1): c1 = (9, y0 + 1) and L = (9, y0); L is c1's partner and a candidate itself.
+    # The other three directions swap pixels of equal value (no-ops).
+    same = index[(12, y0)]
+    picks = [[index[(9, y0 + 1)], index[(9, y0)]], [same, same], [same, same], [same, same]]
+    out = C.boundary_swap(sl, QueuedRng(len(band), picks), radius=1)
+    # The authors' RandomCorrupt reads both values, writes the partners (L <- 1, (9, y0 - 1) <- 1), then the
+    # candidates (c1 <- 1, L <- the value of its partner (9, y0 - 1), 0): L ends as background.
+    expected = sl.copy()
+    expected[9, y0] = 0
+    expected[9, y0 - 1] = 1
+    assert np.array_equal(out, expected)
+
+
+@pytest.mark.parametrize("r", [1, 4, 8])
+def test_all_foreground_slice_does_not_erode(r):
+    sl = np.ones((24, 24), np.uint8)
+    rng = np.random.default_rng(0)
+    # skimage (the authors' erosion) pads by reflection: a slice without background stays as it is.
+    assert np.array_equal(skmorph.erosion(sl, skmorph.disk(r)), sl)
+    for op in C.MORPH_OPS:
+        out = C.morphology(sl, rng, op, r)
+        assert np.array_equal(out, sl) and out is not sl, op
+    assert np.array_equal(C.boundary_swap(sl, rng, radius=r), sl)  # no boundary band: nothing to swap
+    morph_only = C.CorruptionConfig(p=1.0, swap=False, resize=False, shapes=False)
+    assert np.array_equal(C.corrupt_slice(sl, np.random.default_rng(1), morph_only), sl)

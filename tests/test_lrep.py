@@ -23,6 +23,8 @@ from sslbench.methods.base import Batch, MethodContext
 from sslbench.methods.networks.dae import LabelDAE
 
 PATCH = (16, 16, 16)
+# Tiny DAEs of a few steps do not denoise and say so; the warning is tested where it matters.
+pytestmark = pytest.mark.filterwarnings("ignore:the lrep DAE does not denoise:UserWarning")
 DAE_STEPS = {"lrep.dae_iterations": 3}
 
 
@@ -92,6 +94,10 @@ def test_asset_key_identifies_the_dae(tiny_data):
     assert key() == key("3/4")  # same labeled masks: same DAE, whatever the unlabeled part
     assert key() == key(**{"lrep.beta": 2.0, "lrep.lam": 0.5})  # segmentation settings do not change the DAE
     assert len({key(), key("4/5"), key(seed=2), key(**{"lrep.dae_loss": "mse+dice"}), key(**DAE_STEPS)}) == 5
+    # dae_seed: one DAE for every seed of the split (e.g. a longer-trained one), another than the per-seed ones.
+    shared = {"lrep.dae_seed": 0}
+    assert key(seed=1, **shared) == key(seed=2, **shared) != key(seed=1)
+    assert key(**{"lrep.dae_pose": "canonical"}) != key()
 
 
 def _ctx(cfg, spacing: float = 0.625) -> MethodContext:
@@ -121,6 +127,8 @@ def test_bad_option_values_are_rejected():
         LRepConfig(variant="nope")
     with pytest.raises(ValueError, match="lrep.normalisation"):
         LRepConfig(normalisation="both")
+    with pytest.raises(ValueError, match="lrep.dae_pose"):
+        LRepConfig(dae_pose="upright")
 
 
 def test_uncertainty_is_zero_where_the_dae_agrees_with_the_prediction():
@@ -162,6 +170,24 @@ def test_consistency_normalisations():
     m = torch.zeros_like(ones)
     m[:, :, :2] = 1
     assert torch.allclose(weighted_consistency(d, m, LRepConfig()), d[:, :, :2].sum(1).mean())
+
+
+def test_consistency_is_normalised_per_volume_as_in_the_paper():
+    # Two volumes of two voxels, C = 2: d[i, c, v] and 1-channel weights m[i, v] with unequal mass per volume.
+    d = torch.tensor([[[0.1, 0.3], [0.2, 0.5]], [[0.1, 0.6], [0.3, 0.4]]]).view(2, 2, 1, 1, 2)
+    m = torch.tensor([[1.0, 0.0], [0.5, 0.25]]).view(2, 1, 1, 1, 2)
+    # ||d_v||^2 = sum over classes: volume 0 (0.3, 0.8), volume 1 (0.4, 1.0).
+    # Paper, per volume: L_0 = (1 * 0.3 + 0 * 0.8) / 1 = 0.3; L_1 = (0.5 * 0.4 + 0.25 * 1.0) / 0.75 = 0.6.
+    per_volume = (0.3 + 0.6) / 2  # averaged over the batch's volumes (lrep's docstring says why not summed)
+    assert float(weighted_consistency(d, m, LRepConfig())) == pytest.approx(per_volume)
+    # Pooled over the batch: (0.3 + 0.45) / (1 + 0.75); the authors' code: sum(m d) / (2 sum m).
+    pooled = LRepConfig(normalisation="pooled")
+    assert float(weighted_consistency(d, m, pooled)) == pytest.approx(0.75 / 1.75)
+    code = LRepConfig(normalisation="code")
+    assert float(weighted_consistency(d, m, code)) == pytest.approx(0.75 / 3.5)
+    # With the same weight mass in every volume the per-volume mean equals the pooled ratio (lam keeps its scale).
+    even = torch.ones_like(m)
+    assert torch.allclose(weighted_consistency(d, even, LRepConfig()), weighted_consistency(d, even, pooled))
 
 
 def tiny_method(variant: str = "l2exp", **fields) -> LabelingRepresentation:
@@ -317,3 +343,56 @@ def test_dae_network_shapes_and_inits():
         assert p.abs().max() <= 1 / np.sqrt(p.shape[0])
     bn_scale = authors.encoder.stage1[1].weight
     assert not torch.equal(bn_scale, torch.ones_like(bn_scale))  # BN scales too, unlike PyTorch's ones
+
+
+class RecordingCache:
+    """An in-memory `AssetCache` that keeps what `record` receives."""
+
+    def __init__(self):
+        self.assets: dict[str, object] = {}
+        self.info: dict[str, dict] = {}
+
+    def cached(self, kind, key, build):
+        name = f"{kind}:{json.dumps(key, sort_keys=True)}"
+        if name not in self.assets:
+            self.assets[name] = build()
+        return self.assets[name]
+
+    def record(self, kind, info):
+        self.info.setdefault(kind, {}).update(info)
+
+
+def tiny_masks() -> list[np.ndarray]:
+    box = np.zeros((20, 20, 20), dtype=np.uint8)
+    box[5:15, 6:14, 4:16] = 1
+    ball = ((np.indices((20, 20, 20)) - 10) ** 2).sum(axis=0) <= 36
+    return [box, ball.astype(np.uint8)]
+
+
+def test_a_dae_that_does_not_denoise_is_flagged_and_warns():
+    cfg = LRepConfig(dae_iterations=1)  # one step: the output is noise, far from its (mostly clean) input
+    cache = RecordingCache()
+    ctx = MethodContext(
+        n_filters=2,
+        patch=PATCH,
+        seed=0,
+        dataset_id="tiny",
+        labeled_ids=("a", "b"),
+        labeled_masks=tiny_masks,
+        cache=cache,
+    )
+    with pytest.warns(UserWarning, match="does not denoise") as caught:
+        LabelingRepresentation.prepare_assets(cfg, ctx)
+    info = cache.info["dae"]
+    report = info["report"]
+    assert info["denoises"] is False and report["denoises"] is False
+    assert report["dice_dae_vs_clean"] < report["dice_corrupted_vs_clean"]
+    assert 0.0 <= report["dice_dae_on_clean_vs_clean"] <= 1.0
+    message = str(caught[0].message)
+    assert f"{100 * report['dice_dae_vs_clean']:.2f}%" in message
+    assert f"{100 * report['dice_corrupted_vs_clean']:.2f}%" in message
+    # A cache hit warns again: every run that uses this DAE is told.
+    with pytest.warns(UserWarning, match="does not denoise"):
+        LabelingRepresentation.prepare_assets(cfg, ctx)
+    good = {**report, "dice_dae_vs_clean": 0.99, "denoises": True}
+    assert lrep_mod.denoising_problem(good) is None

@@ -1,8 +1,14 @@
-"""Mean Teacher (Tarvainen & Valpola, NeurIPS 2017), as used for LA in SSL4MIS and UA-MT without the mask.
+"""Mean Teacher (Tarvainen & Valpola, NeurIPS 2017) as UA-MT's LA loop without the certainty mask.
 
 Idea: an EMA teacher sees the unlabeled crops with small input noise; the student is pulled towards the
 teacher's softmax. Loss: 0.5 (CE + Dice_fg) on the labeled half + lambda(t) * mean((p_s - p_t)^2) on the
 unlabeled half, lambda = 0.1 with the ramp-up, EMA decay 0.99.
+
+Which reference: UA-MT's `train_LA_meanteacher_certainty_unlabel.py` with the mask set to 1 (UA-MT's V-Net,
+foreground-only Dice, its step lr schedule and ramp-up, the trainer's defaults), not SSL4MIS's
+`train_mean_teacher_3D.py`, which is written for BraTS with a 3-D U-Net, a Dice over all classes (background
+included) and a poly lr. SSL4MIS is the reference only for the weight 0.1 and the softmax-MSE form, which the
+two share.
 
 Deviations from the reference code:
 - BN running buffers are copied to the teacher at each EMA step (the references leave them; their teacher always
@@ -22,7 +28,7 @@ from sslbench.methods.registry import register
 
 @dataclass(frozen=True)
 class MTConfig:
-    w: float = 0.1  # consistency weight (SSL4MIS / UA-MT --consistency 0.1)
+    w: float = 0.1  # consistency weight (UA-MT --consistency 0.1, as SSL4MIS)
     ema_decay: float = 0.99  # UA-MT --ema_decay
     noise_std: float = 0.1  # teacher input noise N(0, 0.1^2) ...
     noise_clip: float = 0.2  # ... clipped to +-0.2 (UA-MT)

@@ -7,9 +7,15 @@ Loss: 0.5 (CE + Dice_fg) + lambda(t) * sum(1[U < tau] d) / (2 sum(1[U < tau])), 
 unlabeled half; lambda = 0.1 with the ramp-up.
 
 Deviations from the reference code:
-- The K passes run as ceil(K / repeats) forward passes over the unlabeled batch replicated `repeats` times
-  (the reference: 2 copies, 4 loops); `repeats` is a config field so a GPU can do all 8 in one pass. Each copy
-  draws its own noise, and dropout masks are per sample, so the passes are as independent as the reference's.
+- None in the default: the K passes run as ceil(K / repeats) forward passes over the unlabeled batch replicated
+  `repeats` times, and `repeats` = 2 is the reference's 2 copies x 4 loops. Each copy draws its own noise, and
+  dropout masks are per sample.
+- `repeats` changes the maths, not only the speed: the teacher runs in train mode, so its BatchNorm normalises
+  each forward pass with that pass's batch statistics. With repeats = 8 the 8 passes share one BN batch of
+  8 x 2 = 16 noisy volumes instead of four batches of 4, which changes every pass's normalisation, hence the
+  mean probability, the entropy and the certainty mask (tests/test_uamt.py); it also draws the noise and
+  dropout masks in another order. Runs with another `repeats` are another experiment (and another run id),
+  not a faster version of the same one.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ class UAMTConfig:
     w: float = 0.1  # UA-MT --consistency
     ema_decay: float = 0.99  # UA-MT --ema_decay
     K: int = 8  # stochastic teacher passes (UA-MT T = 8)
-    repeats: int = 2  # copies of the unlabeled batch per forward pass (UA-MT: 2 copies x 4 loops)
+    repeats: int = 2  # copies of the unlabeled batch per pass (UA-MT: 2 copies x 4 loops); changes BN batches
     noise_std: float = 0.1
     noise_clip: float = 0.2
 

@@ -8,7 +8,8 @@ UA-MT's 8 stochastic teacher passes.
 Loss: 0.5 (CE + Dice_fg) on the labeled half + lambda(t) L_c, with on the WHOLE batch (labeled + unlabeled)
     d = (softmax(student(x)) - softmax(teacher(x + eps)))^2,  q = argmax_c p_t (1-channel float label map),
     p_hat = sigmoid(DAE(q)),  U = sum_c (p_hat_c - p_t,c)^2,  m = exp(-beta U),
-    L_c = sum_v m_v ||d_v||^2 / sum_v m_v,  lambda(t) = lam exp(-5 (1 - t/t_max)^2), lam = 0.1, beta = 1.
+    L_c = mean_i [sum_v m_i,v ||d_i,v||^2 / sum_v m_i,v] (per volume i, then the batch mean),
+    lambda(t) = lam exp(-5 (1 - t/t_max)^2), lam = 0.1, beta = 1.
 Student: SGD lr 0.1, cosine annealing (the paper's policy, set through `train_defaults`). Teacher: EMA 0.99, kept
 in train mode. DAE: frozen, in eval mode, no gradient.
 
@@ -24,13 +25,24 @@ choice an option (methods.md section 6):
   the expected label index sum_c c p_t,c (the foreground probability for LA), a soft version of the map the DAE
   was trained on.
 - `uncertainty_reduce`: "sum" = the paper's ||.||^2 over classes (1 channel); "per-class" = the code's U per class.
-- `normalisation`: "paper" = sum_v m_v ||d_v||^2 / sum_v m_v (with a per-class m: C sum(m d) / sum(m)); "code" =
-  sum(m d) / (2 sum m). With m = 1 and C = 2 the paper's form is 2 mean(d); the code's is mean(d) with a 1-channel
-  m and mean(d) / 2 with its per-class m, so the code as a whole weighs the consistency 4x less at equal lam.
+- `normalisation`: "paper" = the paper's L_c(p_s,i, p_t,i) = sum_v m_v ||d_v||^2 / sum_v m_v within each volume i
+  (with a per-class m: C sum(m d) / sum(m)), averaged over the batch's volumes; "pooled" = the same ratio pooled
+  over the whole batch (one sum over all volumes' voxels; this benchmark's default before); "code" = sum(m d) /
+  (2 sum m) pooled over the batch (the authors' code, as UA-MT). The paper's objective sums L_c over the volumes
+  i = 1..N+M, as it sums L_s over i = 1..N; we average instead, because our L_s is a batch mean (one Dice and
+  the mean CE over the labeled half, as in UA-MT and the authors' code) and lam = 0.1 is the value those means
+  were tuned with: the mean keeps lam's meaning (with equal weight mass per volume it equals the pooled form),
+  a sum would scale the consistency by the batch size (4). The per-volume form gives each volume the same say
+  whatever its certain mass, the pooled one lets the volumes with more weight dominate. With m = 1 and C = 2
+  the paper's form is 2 mean(d); the code's is mean(d) with a 1-channel m and mean(d) / 2 with its per-class m,
+  so the code as a whole weighs the consistency 4x less at equal lam.
 - DAE loss ("mse" vs "mse+dice"), DAE lr schedule (halving vs cosine), latent noise (off vs on), corruptions
   (shapes and resizing on vs off): see `dae_training.py` and `corruptions.py`.
 
 Deviations from the reference code:
+- L_c is normalised per volume (the paper's equation, see `normalisation`), not pooled over the batch as in the
+  authors' code; this changed lrep's numbers and run ids compared with earlier versions of this benchmark (which
+  pooled: `normalisation="pooled"`).
 - The DAE's iterations are not given in the paper; by default they scale with the run (`dae_iterations`: 20000
   at the paper preset, twice the student's at the CPU presets) and the lr halves every quarter of them (every
   5000 of 20000 at the paper preset, as the paper says). At the quick preset 300 steps were too few: the DAE
@@ -47,12 +59,19 @@ Deviations from the reference code:
 - The DAE weights are not saved in the run's model.pt (they are a cached asset shared by every run with the same
   labeled masks, seed and DAE config; config.json records the cache path, the key and the DAE report).
 - BN running buffers are copied to the teacher at each EMA step (harmless, the teacher runs in train mode).
+- Every DAE build reports its reconstruction Dice against the clean crop on held-out crops (of the labeled masks)
+  and corruptions: of the corrupted input, of the DAE's output on it and of its output on the clean crop, plus
+  `denoises` (output closer to the clean crop than its input); a DAE that does not denoise warns at every run
+  that uses it. At the CPU presets the default DAE does not denoise (it learns a blurred average of the crops'
+  poses, see `dae_training.py`); `dae_pose="canonical"` (off by default: not in the paper) and `dae_seed` (one
+  longer-trained DAE shared by the seeds of a split) are the options that help.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,19 +79,28 @@ import torch
 
 from sslbench.datasets.la import LA_SPACING_MM
 from sslbench.methods.algorithms.lrep.corruptions import CorruptionConfig
-from sslbench.methods.algorithms.lrep.dae_training import LOSSES, DAEConfig, train_dae
+from sslbench.methods.algorithms.lrep.dae_training import LOSSES, DAEConfig, denoising_problem, train_dae
+from sslbench.methods.algorithms.lrep.pose import POSES, dae_probabilities
 from sslbench.methods.base import Batch, EMATeacherMixin, Method, MethodContext, teacher_noise
-from sslbench.methods.losses import ce_dice_loss, entropy, masked_mean, softmax_mse, weighted_mean
+from sslbench.methods.losses import (
+    ce_dice_loss,
+    entropy,
+    masked_mean,
+    softmax_mse,
+    weighted_mean,
+    weighted_mean_per_sample,
+)
 from sslbench.methods.networks.dae import LabelDAE
 from sslbench.methods.ramps import uamt_threshold
 from sslbench.methods.registry import register
 
 VARIANTS = ("l2exp", "threshold", "entropy")
-DAE_VERSION = 1  # bump when DAE training changes, so cached DAEs of older code are not reused
+DAE_VERSION = 2  # bump when DAE training changes, so cached DAEs of older code are not reused
 # Default DAE iterations per student iteration. The paper gives no total but halves the lr every 5000, so the
 # paper preset sets `lrep.dae_iterations=20000` (within the spec's 20k-50k) for its 6000 student steps. Elsewhere
 # the DAE trains twice the student's steps (a DAE step costs about a student step; the quick preset's 600 took
-# 77 s on one core of the shared 2-core machine), the fewest that gave a usable DAE there.
+# 77 s on one core of the shared 2-core machine), the fewest that left the all-background plateau there. Such a
+# DAE does not denoise (its report's `denoises` is false and every run warns), see dae_training.py.
 DAE_ITERS_PER_STEP = 2.0
 
 
@@ -86,7 +114,7 @@ class LRepConfig:
     noise_clip: float = 0.2
     dae_input: str = "argmax"  # authors' code (argmax of p_t); "prob" = the paper's p_t as a soft label map
     uncertainty_reduce: str = "sum"  # paper ||p_hat - p_t||^2 over classes; "per-class" = authors' code
-    normalisation: str = "paper"  # paper sum(m ||d||^2) / sum(m); "code" = sum(m d) / (2 sum m)
+    normalisation: str = "paper"  # paper: per volume sum(m ||d||^2) / sum(m), batch mean; "pooled"; "code"
     dae_latent_noise: float = 0.0  # DAE latent noise std (paper: none; authors' journal MT code: 0.1)
     # --- DAE pre-training (paper section 3) ---
     dae_iterations: int | None = None  # not in the paper; None = 2 x the student's (paper preset: 20000)
@@ -97,6 +125,8 @@ class LRepConfig:
     dae_loss: str = "mse"  # paper; "mse+dice" = authors' code
     dae_latent_dim: int = 512  # authors' --emb_dim 512 (paper: "d")
     dae_init: str = "pytorch"  # not in the paper; "authors" = their uniform init (slow start)
+    dae_pose: str = "as-is"  # "canonical": every DAE input in a canonical pose (pose.py; not in the paper)
+    dae_seed: int | None = None  # None = the run's seed; an int: one DAE per split, shared by every run seed
     dae_holdout: int = 0  # k > 0: a probe DAE without the last k labeled masks reports unseen shapes
     corrupt_p: float = 0.2  # per-slice probability of each corruption (authors' train_DAE.py)
     shapes: bool = True  # add/remove random shapes (paper; off in the authors' release)
@@ -108,7 +138,8 @@ class LRepConfig:
             "variant": VARIANTS,
             "dae_input": ("argmax", "prob"),
             "uncertainty_reduce": ("sum", "per-class"),
-            "normalisation": ("paper", "code"),
+            "normalisation": ("paper", "pooled", "code"),
+            "dae_pose": POSES,
             "dae_loss": LOSSES,
             "dae_init": ("pytorch", "authors"),
         }
@@ -133,6 +164,8 @@ class LRepConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"lrep.{name}={value}: expected a positive integer")
+        if self.dae_seed is not None and self.dae_seed < 0:
+            raise ValueError(f"lrep.dae_seed={self.dae_seed}: expected a non-negative integer")
         if self.dae_holdout < 0:
             raise ValueError(f"lrep.dae_holdout={self.dae_holdout}: expected 0 or more")
         if self.corrupt_scale is not None and self.corrupt_scale <= 0:
@@ -155,8 +188,14 @@ def dae_config(cfg: LRepConfig, ctx: MethodContext) -> DAEConfig:
         latent_dim=cfg.dae_latent_dim,
         init=cfg.dae_init,
         holdout=cfg.dae_holdout,
+        pose=cfg.dae_pose,
         corruption=corruption.scaled(scale) if scale != 1.0 else corruption,
     )
+
+
+def dae_seed(cfg: LRepConfig, ctx: MethodContext) -> int:
+    """The DAE's seed: the run's, or `dae_seed` (one DAE for every seed of a split, e.g. a longer-trained one)."""
+    return ctx.seed if cfg.dae_seed is None else cfg.dae_seed
 
 
 def dae_key(cfg: LRepConfig, ctx: MethodContext) -> dict[str, Any]:
@@ -165,7 +204,7 @@ def dae_key(cfg: LRepConfig, ctx: MethodContext) -> dict[str, Any]:
         "version": DAE_VERSION,
         "dataset": ctx.dataset_id,
         "labeled_ids": list(ctx.labeled_ids),
-        "seed": ctx.seed,
+        "seed": dae_seed(cfg, ctx),
         "dae": dae_config(cfg, ctx).to_key(),
         "patch": list(ctx.patch),
         "n_filters": ctx.n_filters,
@@ -194,8 +233,11 @@ def uncertainty_map(prob_t: torch.Tensor, prob_hat: torch.Tensor, cfg: LRepConfi
 def weighted_consistency(d: torch.Tensor, weight: torch.Tensor, cfg: LRepConfig) -> torch.Tensor:
     """L_c from the squared differences d (B, C, ...) and the certainty weights m (B, 1, ...) or (B, C, ...)."""
     if cfg.variant == "threshold" or cfg.normalisation == "code":
-        return masked_mean(d, weight)  # sum(m d) / (C sum m): UA-MT's and the authors' code's normalisation
-    return d.shape[1] * weighted_mean(d, weight)  # the paper's sum_v m_v ||d_v||^2 / sum_v m_v
+        return masked_mean(d, weight)  # sum(m d) / (C sum m) over the batch: UA-MT's and the authors' code's
+    if cfg.normalisation == "pooled":
+        return d.shape[1] * weighted_mean(d, weight)  # sum_v m_v ||d_v||^2 / sum_v m_v over the whole batch
+    # The paper's L_c(p_s,i, p_t,i) = sum_v m_i,v ||d_i,v||^2 / sum_v m_i,v per volume i, averaged over the batch.
+    return d.shape[1] * weighted_mean_per_sample(d, weight).mean()
 
 
 @register(
@@ -235,7 +277,7 @@ class LabelingRepresentation(EMATeacherMixin, Method):
     @torch.no_grad()
     def reconstruct(self, prob_t: torch.Tensor) -> torch.Tensor:
         """p_hat = sigmoid(DAE(q)) for teacher probabilities (B, C, W, H, D) of crop size."""
-        return torch.sigmoid(self.dae(dae_input_map(prob_t, self.cfg.dae_input)))
+        return dae_probabilities(self.dae, dae_input_map(prob_t, self.cfg.dae_input), self.cfg.dae_pose)
 
     def train_step(self, batch: Batch, step: int, max_steps: int) -> dict[str, torch.Tensor]:
         cfg = self.cfg
@@ -280,7 +322,7 @@ class LabelingRepresentation(EMATeacherMixin, Method):
     @classmethod
     def asset_key(cls, cfg: LRepConfig, ctx: MethodContext) -> str:
         digest = hashlib.sha1(json.dumps(dae_key(cfg, ctx), sort_keys=True).encode()).hexdigest()[:12]
-        return f"dae:{ctx.dataset_id}:first{ctx.n_labeled}:s{ctx.seed}:{digest}"
+        return f"dae:{ctx.dataset_id}:first{ctx.n_labeled}:s{dae_seed(cfg, ctx)}:{digest}"
 
     @classmethod
     def prepare_assets(cls, cfg: LRepConfig, ctx: MethodContext) -> dict[str, Any]:
@@ -299,12 +341,18 @@ class LabelingRepresentation(EMATeacherMixin, Method):
                 ctx.patch,
                 ctx.n_filters,
                 torch.device(ctx.device),
-                ctx.seed,
+                dae_seed(cfg, ctx),
                 ctx.progress,
                 ctx.num_workers,
             )
             return {"state": state, "report": report}
 
         asset = ctx.cache.cached("dae", dae_key(cfg, ctx), build)
-        ctx.cache.record("dae", {"report": asset["report"], "built_now": bool(built)})
+        report = asset["report"]
+        ctx.cache.record(
+            "dae", {"report": report, "built_now": bool(built), "denoises": report.get("denoises")}
+        )
+        problem = denoising_problem(report)
+        if problem:
+            warnings.warn(problem, stacklevel=2)
         return {"dae": asset["state"]}

@@ -6,6 +6,10 @@ axis (D), with independent random draws per slice, and each kind is applied to a
 Label maps are integer class indices (0 = background); for LA they are 0/1 masks. Every function takes an
 explicit `np.random.Generator`, so a corruption is reproducible from its seed.
 
+Matched to the authors' `RandomCorrupt` (code_DAE/dataloaders/medical_dataloader.py of
+adigasu/Anatomically-aware_Uncertainty_for_Semi-supervised_Segmentation, f3b21bb): the swap's write order
+(partners, then candidates) and skimage's erosion of a slice without background (it stays unchanged).
+
 Deviations from the reference code (and why):
 - Boundary swapping clips the swap partner's index to the slice instead of wrapping a negative index around to
   the opposite border (a numpy indexing accident in the reference), and it does not drop candidates near the
@@ -78,12 +82,16 @@ def _erode(sl: np.ndarray, r: int) -> np.ndarray:
     """Grey erosion with disk(r): skimage's semantics (the border does not erode)."""
     if sl.max(initial=0) > 1:  # multi-class index map
         return skmorph.erosion(sl, skmorph.disk(r))
+    if sl.all():  # no background anywhere: nothing erodes (skimage pads by reflection, as the authors' code)
+        return sl.copy()
     out = np.zeros_like(sl)
     if not sl.any():
         return out
     # A 0/1 mask: a pixel survives iff no background pixel lies within Euclidean distance r, which is exactly
-    # disk(r) = {dx^2 + dy^2 <= r^2}. A distance transform on the foreground's box (grown by r + 1, so every
-    # background pixel that matters is inside) is ~10x faster than skimage with the r = 8 footprint.
+    # disk(r) = {dx^2 + dy^2 <= r^2} (the transform needs a background pixel: without one it measures to a
+    # phantom point outside the array and erodes the corners, hence the all-foreground case above). A distance
+    # transform on the foreground's box (grown by r + 1, so every background pixel that matters is inside) is
+    # ~10x faster than skimage with the r = 8 footprint.
     win = _fg_window(sl, r + 1)
     out[win] = ndimage.distance_transform_edt(sl[win]) > r
     return out
@@ -113,7 +121,10 @@ def boundary_swap(
     Candidates are the pixels that change under a grey erosion with a disk of radius r. For each direction,
     floor(n/10) candidates are drawn with replacement and swapped with their partner at offset r (clipped to the
     slice). Changed pixels therefore lie within 2r of a label boundary. The swaps of one direction are done at
-    once (vectorised), so a pixel drawn twice is swapped once and the label mass is kept only approximately.
+    once (vectorised), as in the authors' `RandomCorrupt`: both values are read first, then the partners are
+    written, then the candidates, so a pixel that is both a drawn candidate and another candidate's partner
+    ends with its own partner's value; a pixel drawn twice is swapped once, and the label mass is kept only
+    approximately.
     """
     r = int(rng.integers(radius_range[0], radius_range[1] + 1)) if radius is None else int(radius)
     out = sl.copy()
@@ -127,7 +138,8 @@ def boundary_swap(
         x, y = pick[:, 0], pick[:, 1]
         x2, y2 = np.clip(x + dx * r, 0, w - 1), np.clip(y + dy * r, 0, h - 1)
         a, b = out[x, y].copy(), out[x2, y2].copy()
-        out[x, y], out[x2, y2] = b, a
+        out[x2, y2] = a  # the authors' order: partners first, then candidates (the candidate's write wins)
+        out[x, y] = b
     return out
 
 
