@@ -420,3 +420,16 @@ def test_paper_columns_only_beside_the_la_data_at_full_resolution_under_the_pape
     la = runs.assign(dataset="LA", preset="paper", spacing_mm=0.625)
     assert build_table(TABLES[1], la).paper_columns
     assert not build_table(TABLES[1], la.assign(spacing_mm=1.25)).paper_columns  # la-half
+
+
+def test_rows_whose_dae_does_not_denoise_carry_a_footnote(tmp_path):
+    """lrep rows served by a DAE whose output is worse than its corrupted input say so in every table."""
+    for seed in SEEDS:
+        run_dir = write_run(tmp_path, "lrep", "8/72", seed, sets={"lrep.beta": "1", "lrep.lam": "0.1"})
+        config = json.loads((run_dir / "config.json").read_text())
+        config["assets"] = {"dae": {"denoises": seed != 1337, "report": {}}}
+        (run_dir / "config.json").write_text(json.dumps(config))
+    runs = collect(tmp_path)
+    (row,) = [r for r in build_table(TABLES[1], runs).rows if r["method"] == "lrep"]
+    assert row["n_done"] == 3 and "the DAE of 1 of its runs does not denoise" in row["note"]
+    assert "does not denoise" in to_markdown(build_table(TABLES[1], runs))

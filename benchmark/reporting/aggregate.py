@@ -125,10 +125,13 @@ def read_run(run_dir: Path) -> dict:
             n_train=dataset.get("n_train"),
             n_test=dataset.get("n_test"),
             settings=flatten_config(config),
+            # False when the run's prepared DAE (lrep) did not denoise; None when the run has no such asset
+            dae_denoises=((config.get("assets") or {}).get("dae") or {}).get("denoises"),
         )
     else:
         row.update(
             has_config=False,
+            dae_denoises=None,
             preset=None,
             k_inferences=None,
             family=None,
@@ -187,6 +190,7 @@ def collect(results_dir: Path) -> pd.DataFrame:
         "n_labeled",
         "n_unlabeled",
         "has_config",
+        "dae_denoises",
         "settings",
         *METRIC_COLUMNS,
         "n_cases",

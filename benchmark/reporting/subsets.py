@@ -43,6 +43,8 @@ def subset_variance(runs: pd.DataFrame) -> pd.DataFrame:
     std, and the std of the subset means across subsets (ddof=1)."""
     done = subset_runs(runs)
     rows = []
+    if done.empty:
+        return pd.DataFrame(rows)
     for _, exp in done.groupby("experiment", sort=False):
         per_subset = exp.groupby("subset")["dice"]
         means = 100 * per_subset.mean()

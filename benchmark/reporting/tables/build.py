@@ -197,6 +197,12 @@ def build_table(
             out["n_incomplete"] = int(group["n_incomplete"])
             if group["errors"]:
                 out["note"] = (out["note"] + "; " if out["note"] else "") + f"failed: {group['errors']}"
+            weak = _weak_dae_runs(runs, group["group_key"])
+            if weak:
+                out["note"] = (out["note"] + "; " if out["note"] else "") + (
+                    f"the DAE of {weak} of its runs does not denoise (its output is farther from the clean mask "
+                    "than its corrupted input), so their uncertainty mostly measures its reconstruction error"
+                )
         else:
             out["n_done"] = out["n_failed"] = out["n_incomplete"] = 0
             if not out["note"]:
@@ -223,6 +229,14 @@ def build_table(
             + text
         )
     return TableResult(spec, results, text, dataset_label(runs), show)
+
+
+def _weak_dae_runs(runs: pd.DataFrame, group_key: str) -> int:
+    """How many finished runs of an experiment used a prepared DAE that does not denoise (config.json)."""
+    if "dae_denoises" not in runs:
+        return 0
+    mine = runs[(runs["group_key"] == group_key) & (runs["status"] == "done")]
+    return int((mine["dae_denoises"] == False).sum())  # noqa: E712 (None means no DAE, not False)
 
 
 def _seeds_cell(row: dict, planned: int | None) -> str:
