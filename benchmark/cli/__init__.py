@@ -17,6 +17,7 @@ COMMANDS = {
     "run": ("run", "run"),
     "table": ("results", "table"),
     "report": ("results", "report"),
+    "status": ("status", "status"),
     "methods": ("train", "methods"),
     "data": ("data", "data"),
     "dae": ("dae", "dae"),
