@@ -376,7 +376,8 @@ def load_cases(df: pd.DataFrame) -> pd.DataFrame:
             cases[key] = run[key]
         frames.append(cases)
     if not frames:
-        return pd.DataFrame(columns=["case", "group_key", "method", "split", "seed", *METRIC_COLUMNS])
+        columns = ["case", "group_key", "method", "variant", "split", "seed", "run_dir", *METRIC_COLUMNS]
+        return pd.DataFrame(columns=columns)
     return pd.concat(frames, ignore_index=True)
 
 
