@@ -153,7 +153,9 @@ def test_the_optimizer_setting_builds_that_optimizer():
     from sslbench.benchmark.training.step import build_optimizer
 
     params = [torch.nn.Parameter(torch.zeros(2))]
-    adamw = build_optimizer(build_config("mt", "8/72", 1, "quick", {"train.optimizer": "adamw"}).train, params)
+    adamw = build_optimizer(
+        build_config("mt", "8/72", 1, "quick", {"train.optimizer": "adamw"}).train, params
+    )
     sgd = build_optimizer(build_config("mt", "8/72", 1, "quick").train, params)
     assert isinstance(adamw, torch.optim.AdamW) and adamw.defaults["betas"] == (0.9, 0.999)
     assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["momentum"] == 0.9

@@ -402,3 +402,34 @@ def test_set_aside_never_overwrites(tmp_path):
         (run / "x").write_text(str(i))
         names.append(set_aside(run).name)
     assert len(set(names)) == 3 and not run.exists()
+
+
+# --- 7. stopping a sweep ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_stopped_sweep_says_how_to_resume_and_resumes(sig, tmp_path, finished):
+    import signal
+    import time
+
+    data, _ = finished
+    out = tmp_path / "runs"
+    args = [
+        sys.executable, "-c", "from sslbench.benchmark.cli import main; main()", "run", "--methods", "sup",
+        "--split", "4/0", "--seed-list", "1", "--data", str(data), "--out", str(out), "--preset", "smoke",
+        "--jobs", "1", "--quiet", "--set", "train.threads=1", "--set", "train.iterations=400",
+        "--set", "train.checkpoint_every=5",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    deadline = time.time() + 120
+    while not list(out.rglob("checkpoint.pt")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(getattr(signal, sig))
+    output = proc.communicate(timeout=120)[0].decode()
+    assert proc.returncode == 130, output
+    assert "Traceback" not in output
+    assert output.strip().splitlines()[-1].endswith("re-run the same command to resume")
+    assert not list(out.rglob(".lock"))  # released on the way out
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    assert (run_dir / "checkpoint.pt").is_file() and not (run_dir / "metrics.json").exists()
