@@ -27,7 +27,11 @@ UNWRITTEN_GRACE_S = 30.0
 
 
 class RunBusy(RunFailed):
-    """Another live process holds the run's lock."""
+    """Another live process holds the run's lock (`owner`: what the lock says)."""
+
+    def __init__(self, message: str, owner: dict | None = None):
+        super().__init__(message)
+        self.owner = owner or {}
 
 
 def read_lock(run_dir: Path) -> dict | None:
@@ -105,7 +109,8 @@ def acquire(run_dir: Path, say: Callable[[str], None] = _say) -> dict:
             if owner is not None and not is_stale(run_dir, owner):
                 raise RunBusy(
                     f"{run_dir}: running elsewhere ({describe_owner(owner)}); if that process is gone, "
-                    f"delete {path}"
+                    f"delete {path}",
+                    owner,
                 ) from None
             if owner is not None:
                 say(f"{path}: stale lock ({describe_owner(owner)}, no such process); taking it over")

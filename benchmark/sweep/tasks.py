@@ -16,7 +16,7 @@ from sslbench.benchmark.runs.folder import (
     read_metrics,
     record_failure,
 )
-from sslbench.benchmark.runs.lock import RunBusy
+from sslbench.benchmark.runs.lock import RunBusy, describe_owner
 from sslbench.benchmark.training.errors import AlreadyFinished, RunFailed
 from sslbench.benchmark.training.trainer import prepare_assets, train_run
 
@@ -77,7 +77,7 @@ def run_task(
         resume = (run_dir / CHECKPOINT_FILE).is_file()
         metrics = train_run(_in_process_loading(cfg), run_dir, progress=progress, resume=resume)
     except RunBusy as exc:
-        return RunOutcome(cfg, run_dir, "elsewhere", str(exc), None, 0.0)
+        return RunOutcome(cfg, run_dir, "elsewhere", describe_owner(exc.owner), None, 0.0)
     except AlreadyFinished:
         metrics, _ = read_metrics(run_dir)
         seconds = float(((metrics or {}).get("cost") or {}).get("total_wall_s") or 0.0)
