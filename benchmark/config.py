@@ -397,8 +397,8 @@ def config_warnings(cfg: RunConfig) -> list[str]:
     if cfg.eval.stride_xy > min(patch[:2]) or cfg.eval.stride_z > patch[2]:
         notes.append(
             f"sliding-window stride {cfg.eval.stride_xy} (x, y) / {cfg.eval.stride_z} (z) is larger than the "
-            f"patch {'x'.join(map(str, patch))}: windows do not overlap and some voxels are covered only by "
-            "the end-aligned last window"
+            f"patch {'x'.join(map(str, patch))}: windows do not overlap, and voxels between them (on volumes larger "
+            "than the patch) get no prediction and count as background"
         )
     return notes
 

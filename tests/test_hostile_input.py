@@ -349,3 +349,15 @@ def test_a_metrics_json_of_an_empty_object_is_not_finished(ctx):
     assert "already finished" not in result.output
     (kept,) = ctx.results.glob("*.replaced-*")
     assert (kept / "metrics.json").read_text() == "{}"
+
+
+def test_a_stride_larger_than_the_patch_leaves_background_not_nan():
+    import torch
+
+    from sslbench.benchmark.evaluation.sliding_window import sliding_window_scores
+
+    image = np.zeros((40, 16, 16), dtype=np.float32)
+    ones = lambda x: torch.ones(x.shape[0], 2, *x.shape[2:])  # noqa: E731
+    scores = sliding_window_scores(ones, image, (16, 16, 16), 20, 16, 2, 4, torch.device("cpu"))
+    assert torch.isfinite(scores).all()
+    assert scores[:, 16:20].eq(0).all() and scores[:, :16].eq(1).all()  # x 16..19: no window covers them
