@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields, replace
@@ -34,6 +36,9 @@ class DataConfig:
     subset: int = (
         0  # labeled subset: 0 = the first N of train.list (the literature), k > 0 = draw k (splits.py)
     )
+    # The content of a `--data` folder (datasets/fingerprint.py), computed by build_config; None for the built-in
+    # dataset, whose folder name already carries its generator version. Part of the run id.
+    fingerprint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -141,7 +146,10 @@ NON_RESULT_KEYS = frozenset(
 
 # Fields added after results existed, with the value every earlier run had: left out of the run id while they
 # hold it, so that adding a setting does not orphan the finished runs (a run that changes it gets a new id).
-ADDED_FIELDS: dict[str, Any] = {"train.optimizer": "sgd", "data.subset": 0}
+ADDED_FIELDS: dict[str, Any] = {"train.optimizer": "sgd", "data.subset": 0, "data.fingerprint": None}
+
+# Fields the user cannot set: build_config computes them.
+COMPUTED_KEYS = frozenset({"data.fingerprint"})
 
 
 @dataclass(frozen=True)
@@ -285,18 +293,57 @@ def parse_sets(items: typing.Iterable[str]) -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip() or "." not in key:
             raise ConfigError(f"--set '{item}': expected section.key=value, e.g. train.iterations=300")
+        if key.strip() in COMPUTED_KEYS:
+            raise ConfigError(
+                f"--set {key.strip()}: computed from the data folder's content, it cannot be set"
+            )
         out[key.strip()] = value.strip()
     return out
 
 
+def _finite(x: float) -> bool:
+    return math.isfinite(x)
+
+
 def _validate(cfg: RunConfig) -> None:
     t, d, e = cfg.train, cfg.data, cfg.eval
+    semi = parse_split(cfg.split).n_unlabeled > 0
     checks = [
         (t.iterations >= 1, "train.iterations must be at least 1"),
         (t.batch_size >= 2, "train.batch_size must be at least 2 (BatchNorm needs 2 samples)"),
         (1 <= t.labeled_bs <= t.batch_size, "train.labeled_bs must be between 1 and train.batch_size"),
+        (
+            not semi or t.labeled_bs < t.batch_size,
+            f"train.labeled_bs ({t.labeled_bs}) must be smaller than train.batch_size ({t.batch_size}) on a "
+            "semi-supervised split: the rest of each batch is the unlabeled cases",
+        ),
         (t.n_filters >= 1, "train.n_filters must be positive"),
-        (t.lr > 0, "train.lr must be positive"),
+        (_finite(t.lr) and t.lr > 0, f"train.lr {t.lr}: expected a positive finite number"),
+        (t.lr_step is None or t.lr_step >= 1, f"train.lr_step {t.lr_step}: expected at least 1 (or none)"),
+        (_finite(t.lr_gamma) and t.lr_gamma > 0, f"train.lr_gamma {t.lr_gamma}: expected a positive number"),
+        (t.cosine_extra >= 0, f"train.cosine_extra {t.cosine_extra}: expected 0 or more"),
+        (
+            _finite(t.momentum) and 0 <= t.momentum < 1,
+            f"train.momentum {t.momentum}: expected a value in [0, 1)",
+        ),
+        (
+            _finite(t.weight_decay) and t.weight_decay >= 0,
+            f"train.weight_decay {t.weight_decay}: expected 0 or more",
+        ),
+        (t.rampup_length >= 1, f"train.rampup_length {t.rampup_length}: expected at least 1"),
+        (t.threads >= 0, f"train.threads {t.threads}: expected 0 (torch's default) or more"),
+        (
+            t.normalization in ("batchnorm", "instancenorm", "groupnorm", "none"),
+            f"train.normalization {t.normalization!r}: expected batchnorm, instancenorm, groupnorm or none",
+        ),
+        (
+            t.device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", t.device) is not None,
+            f"train.device {t.device!r}: expected auto, cpu, cuda or cuda:N",
+        ),
+        (
+            d.spacing is None or (_finite(d.spacing) and d.spacing > 0),
+            f"data.spacing {d.spacing}: expected a positive number of mm (or none: from the dataset)",
+        ),
         (t.lr_policy in ("step", "cosine", "poly"), "train.lr_policy must be step, cosine or poly"),
         (t.optimizer in ("sgd", "adamw"), "train.optimizer must be sgd or adamw"),
         (t.rampup in ("staircase", "gaussian"), "train.rampup must be staircase or gaussian"),
@@ -314,6 +361,50 @@ def _validate(cfg: RunConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    _validate_method_section(cfg)
+
+
+# Method settings whose meaning fixes their range, whichever method has them (methods/ keeps its own checks too).
+METHOD_RANGES: dict[str, tuple[float, float, bool, str]] = {
+    # name: (low, high, high included, what is expected)
+    "ema_decay": (0.0, 1.0, False, "a value in [0, 1)"),
+    "K": (1, math.inf, True, "at least 1"),
+    "repeats": (1, math.inf, True, "at least 1"),
+    "n_decoders": (1, math.inf, True, "at least 1"),
+}
+
+
+def _validate_method_section(cfg: RunConfig) -> None:
+    """Every float of the method's section finite; the named settings (and `*_iterations`, `*_p`) in range."""
+    if cfg.method_cfg is None or not dataclasses.is_dataclass(cfg.method_cfg):
+        return
+    for f in fields(cfg.method_cfg):
+        value = getattr(cfg.method_cfg, f.name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        key = f"{cfg.method}.{f.name}"
+        if not math.isfinite(value):
+            raise ConfigError(f"{key} {value}: expected a finite number")
+        low, high, inclusive, expected = METHOD_RANGES.get(f.name, (-math.inf, math.inf, True, ""))
+        if f.name.endswith("_iterations"):
+            low, expected = 1, "at least 1 (or none)"
+        elif f.name.endswith("_p"):
+            low, high, expected = 0.0, 1.0, "a probability in [0, 1]"
+        if value < low or value > high or (value == high and not inclusive):
+            raise ConfigError(f"{key} {value}: expected {expected}")
+
+
+def config_warnings(cfg: RunConfig) -> list[str]:
+    """Legal but unusual settings, one line each (the CLI prints them once per command)."""
+    notes = []
+    patch = cfg.data.patch
+    if cfg.eval.stride_xy > min(patch[:2]) or cfg.eval.stride_z > patch[2]:
+        notes.append(
+            f"sliding-window stride {cfg.eval.stride_xy} (x, y) / {cfg.eval.stride_z} (z) is larger than the "
+            f"patch {'x'.join(map(str, patch))}: windows do not overlap, and voxels between them (on volumes larger "
+            "than the patch) get no prediction and count as background"
+        )
+    return notes
 
 
 def _other_method_section(key: str, method_keys: set[str]) -> bool:
@@ -329,8 +420,12 @@ def build_config(
     sets: dict[str, Any] | None = None,
     data_root: str | None = None,
     recipe: str = "benchmark",
+    fingerprint: bool = True,
 ) -> RunConfig:
     """Resolve a full run configuration. Raises ConfigError (or UnknownMethodError) with a one-line message.
+
+    `fingerprint`: compute `data.fingerprint` of a `--data` folder from its content (config_from_dict keeps the
+    recorded one instead). Raises DatasetError when that folder does not exist.
 
     Resolution order: the preset < the method's trainer defaults < its published recipe (`recipe="published"`:
     the authors' own iterations, lr policy and batch, where they differ from the benchmark protocol) < `sets`.
@@ -376,6 +471,8 @@ def build_config(
     if data.root is not None:
         # The folder, not the way it was typed: `./LA`, `LA/` and an absolute path give one run id.
         data = replace(data, root=str(Path(data.root).expanduser().resolve()))
+        if fingerprint:
+            data = replace(data, fingerprint=_fingerprint(Path(data.root)))
     cfg = RunConfig(
         info.name,
         cfg.split,
@@ -391,6 +488,15 @@ def build_config(
     return cfg
 
 
+def _fingerprint(root: Path) -> str:
+    from sslbench.datasets.errors import DatasetError
+    from sslbench.datasets.fingerprint import data_fingerprint
+
+    if not root.is_dir():
+        raise DatasetError(f"{root}: data folder does not exist")
+    return data_fingerprint(root)
+
+
 def config_from_dict(d: dict[str, Any]) -> RunConfig:
     """Rebuild a RunConfig from a run's config.json (the inverse of `to_dict`)."""
     info = get_method(d["method"])
@@ -399,7 +505,15 @@ def config_from_dict(d: dict[str, Any]) -> RunConfig:
         sets.update({f"{section}.{k}": v for k, v in d.get(section, {}).items()})
     sets.update({f"{info.name}.{k}": v for k, v in d.get(info.name, {}).items()})
     recipe = d.get("recipe", "benchmark")
-    return build_config(info.name, d["split"], int(d["seed"]), d.get("preset", "paper"), sets, recipe=recipe)
+    return build_config(
+        info.name,
+        d["split"],
+        int(d["seed"]),
+        d.get("preset", "paper"),
+        sets,
+        recipe=recipe,
+        fingerprint=False,
+    )
 
 
 def method_section(key: str) -> str | None:

@@ -6,15 +6,14 @@ folder up front so that a user fixes everything in one go. Each h5 file is opene
 
 from __future__ import annotations
 
-import json
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from sslbench.datasets.la import CASES_DIR, H5_NAME, case_path
+from sslbench.datasets.errors import DatasetError
+from sslbench.datasets.la import CASES_DIR, H5_NAME, case_path, list_problems, read_metadata, safe_case_id
 
 
 @dataclass
@@ -47,15 +46,12 @@ def _read_list(path: Path, problems: list[str]) -> list[str]:
         problems.append(f"{path}: missing (expected one case id per line)")
         return []
     try:
-        ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        ids = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     except (OSError, UnicodeDecodeError) as exc:
-        problems.append(f"{path}: cannot read ({exc}); expected a text file with one case id per line")
+        problems.append(f"{path}: cannot read ({exc}); expected a UTF-8 text file with one case id per line")
         return []
     if not ids:
         problems.append(f"{path}: empty (expected one case id per line)")
-    for case_id, n in Counter(ids).items():
-        if n > 1:
-            problems.append(f"{path}: id '{case_id}' appears {n} times (expected each id once)")
     return ids
 
 
@@ -70,6 +66,10 @@ def _check_case(path: Path, problems: list[str], report: CheckReport) -> None:
                     f"{path}: missing dataset {missing} (expected 'image' and 'label', found {found})"
                 )
                 return
+            groups = [key for key in ("image", "label") if not isinstance(f[key], h5py.Dataset)]
+            if groups:
+                problems.append(f"{path}: {groups} not h5 datasets (expected arrays 'image' and 'label')")
+                return
             image_ds, label_ds = f["image"], f["label"]
             bad = len(problems)
             if image_ds.dtype.kind != "f":
@@ -83,6 +83,10 @@ def _check_case(path: Path, problems: list[str], report: CheckReport) -> None:
             if image_ds.shape != label_ds.shape:
                 problems.append(
                     f"{path}: image shape {image_ds.shape} differs from label shape {label_ds.shape}"
+                )
+            if 0 in image_ds.shape:
+                problems.append(
+                    f"{path}: image has shape {image_ds.shape} (expected at least one voxel per axis)"
                 )
             if len(problems) > bad:
                 return
@@ -115,19 +119,17 @@ def check_report(root: Path) -> CheckReport:
     train = _read_list(root / "train.list", problems)
     test = _read_list(root / "test.list", problems)
     report.n_train, report.n_test = len(set(train)), len(set(test))
-    for case_id in sorted(set(train) & set(test)):
-        problems.append(
-            f"{root}: id '{case_id}' is in both train.list and test.list (expected disjoint lists)"
-        )
+    problems += list_problems(root, train, test)
     meta = root / "dataset.json"
-    if meta.is_file():
-        try:
-            float(json.loads(meta.read_text())["spacing_mm"])
-        except (ValueError, KeyError, TypeError, OSError) as exc:
-            problems.append(f"{meta}: invalid ({exc!r}); expected a JSON object with a numeric 'spacing_mm'")
+    try:
+        if meta.is_file() and "spacing_mm" not in read_metadata(root):
+            problems.append(f"{meta}: no 'spacing_mm' (expected a JSON object with a numeric 'spacing_mm')")
+    except DatasetError as exc:
+        problems.append(str(exc))
     if not cases.is_dir():
         return report
-    listed = list(dict.fromkeys(train + test))  # each id once, in list order
+    # each id once, in list order; unsafe ids are reported above and never opened
+    listed = [i for i in dict.fromkeys(train + test) if safe_case_id(i)]
     for case_id in listed:
         path = case_path(root, case_id)
         which = "train.list" if case_id in train else "test.list"

@@ -13,6 +13,8 @@ Volumes are read once and kept in memory, as float32 image and uint8 label.
 from __future__ import annotations
 
 import json
+import math
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,13 +35,61 @@ class Volume:
     label: np.ndarray  # (W, H, D) uint8 in {0, 1}
 
 
+def safe_case_id(case_id: str) -> bool:
+    """A case id names one folder under CASES_DIR: no path separators, no `..`, not absolute."""
+    return bool(case_id) and "/" not in case_id and "\\" not in case_id and case_id not in (".", "..")
+
+
 def read_list(path: Path) -> list[str]:
     if not path.is_file():
         raise DatasetError(f"{path}: list file not found (expected one case id per line)")
-    ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DatasetError(f"{path}: not UTF-8 text (expected one case id per line)") from None
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    ids = [line.strip() for line in text.splitlines() if line.strip()]
     if not ids:
         raise DatasetError(f"{path}: list is empty")
     return ids
+
+
+def list_problems(root: Path, train_ids: list[str], test_ids: list[str]) -> list[str]:
+    """What makes the lists unusable: unsafe ids, duplicates, and test ids that are also training ids (a leak)."""
+    problems = []
+    for name, ids in (("train.list", train_ids), ("test.list", test_ids)):
+        for case_id, n in Counter(ids).items():
+            if not safe_case_id(case_id):
+                problems.append(
+                    f"{root / name}: id '{case_id}' is not a case folder name (no '/', '..' or absolute paths)"
+                )
+            elif n > 1:
+                problems.append(f"{root / name}: id '{case_id}' appears {n} times (expected each id once)")
+    for case_id in sorted(set(train_ids) & set(test_ids)):
+        problems.append(
+            f"{root}: id '{case_id}' is in both train.list and test.list (a train/test leak; expected disjoint lists)"
+        )
+    return problems
+
+
+def read_metadata(root: Path) -> dict:
+    """dataset.json as a dict ({} when absent); a non-object, invalid JSON or a bad spacing is a DatasetError."""
+    meta = root / "dataset.json"
+    if not meta.is_file():
+        return {}
+    try:
+        data = json.loads(meta.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:
+        raise DatasetError(f"{meta}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise DatasetError(f"{meta}: expected a JSON object, got {type(data).__name__}")
+    if "spacing_mm" in data:
+        spacing = data["spacing_mm"]
+        ok = isinstance(spacing, (int, float)) and not isinstance(spacing, bool)
+        if not ok or not math.isfinite(spacing) or spacing <= 0:
+            raise DatasetError(f"{meta}: spacing_mm {spacing!r}, expected a positive number of mm")
+    return data
 
 
 def case_path(root: Path, case_id: str) -> Path:
@@ -56,16 +106,24 @@ def read_case(root: Path, case_id: str) -> Volume:
             for key in ("image", "label"):
                 if key not in f:
                     raise DatasetError(f"{path}: missing dataset '{key}' (expected 'image' and 'label')")
+                if not isinstance(f[key], h5py.Dataset):
+                    raise DatasetError(
+                        f"{path}: '{key}' is a {type(f[key]).__name__}, expected an h5 dataset"
+                    )
             image = np.asarray(f["image"][()], dtype=np.float32)
             label_raw = np.asarray(f["label"][()])
     except DatasetError:
         raise
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, TypeError) as exc:
         raise DatasetError(f"{path}: cannot read h5 file ({exc})") from exc
     if image.ndim != 3:
         raise DatasetError(f"{path}: image has shape {image.shape}, expected 3 dimensions (W, H, D)")
     if image.shape != label_raw.shape:
         raise DatasetError(f"{path}: image shape {image.shape} differs from label shape {label_raw.shape}")
+    if 0 in image.shape:
+        raise DatasetError(
+            f"{path}: image has shape {image.shape}, expected at least one voxel on every axis"
+        )
     if not np.isfinite(image).all():
         raise DatasetError(f"{path}: image contains NaN or inf values")
     values = np.unique(label_raw)
@@ -76,12 +134,11 @@ def read_case(root: Path, case_id: str) -> Volume:
 
 def infer_spacing(root: Path) -> float:
     """Isotropic voxel spacing in mm: dataset.json if present, else the LA convention for the folder."""
-    meta = root / "dataset.json"
-    if meta.is_file():
-        try:
-            return float(json.loads(meta.read_text())["spacing_mm"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise DatasetError(f"{meta}: expected a JSON object with a numeric 'spacing_mm'") from exc
+    meta = read_metadata(root)
+    if meta:
+        if "spacing_mm" not in meta:
+            raise DatasetError(f"{root / 'dataset.json'}: expected a JSON object with a numeric 'spacing_mm'")
+        return float(meta["spacing_mm"])
     # la-half is the 2x downsampled LA (README of the shared data); there is no metadata file in that layout.
     return 2 * LA_SPACING_MM if "half" in root.name.lower() else LA_SPACING_MM
 
@@ -130,13 +187,11 @@ def open_dataset(root: str | Path, spacing: float | None = None) -> LADataset:
         raise DatasetError(f"{root}: no '{CASES_DIR}' folder (expected the LA h5 layout)")
     train_ids = read_list(root / "train.list")
     test_ids = read_list(root / "test.list")
-    name = root.name
-    meta = root / "dataset.json"
-    if meta.is_file():
-        try:
-            name = json.loads(meta.read_text()).get("name", name)
-        except ValueError as exc:
-            raise DatasetError(f"{meta}: not valid JSON ({exc})") from exc
+    problems = list_problems(root, train_ids, test_ids)
+    if problems:
+        more = f" (and {len(problems) - 1} more: bench data check {root})" if len(problems) > 1 else ""
+        raise DatasetError(problems[0] + more)
+    name = str(read_metadata(root).get("name") or root.name)
     ds = LADataset(root, train_ids, test_ids, spacing if spacing else infer_spacing(root), name)
     _OPEN[key] = ds
     return ds

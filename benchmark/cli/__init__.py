@@ -18,6 +18,7 @@ COMMANDS = {
     "run": ("run", "run"),
     "table": ("results", "table"),
     "report": ("results", "report"),
+    "status": ("status", "status"),
     "methods": ("train", "methods"),
     "data": ("data", "data"),
     "dae": ("dae", "dae"),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import signal
 import sys
 from pathlib import Path
 
@@ -15,6 +17,30 @@ from sslbench.methods.registry import UnknownMethodError
 USAGE_ERRORS = (ConfigError, UnknownMethodError, DatasetError)
 
 
+INTERRUPTED = (
+    "finished runs are kept, interrupted ones resume from their last checkpoint; "
+    "re-run the same command to resume"
+)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (a scheduler's or `kill`'s stop) unwinds like Ctrl-C, so locks and files are left in order."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (e.g. a test runner's worker thread): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def friendly_errors(fn):
     """Turn the library's expected errors into one line on stderr and an exit code (2 usage, 1 run failure)."""
 
@@ -24,7 +50,12 @@ def friendly_errors(fn):
         from sslbench.methods.base import PreparationError
 
         try:
-            return fn(*args, **kwargs)
+            with _sigterm_as_interrupt():
+                return fn(*args, **kwargs)
+        except KeyboardInterrupt:
+            # Finished runs are final and interrupted ones keep their checkpoints; locks are released on the way.
+            click.echo(f"interrupted: {INTERRUPTED}", err=True)
+            sys.exit(130)
         except USAGE_ERRORS as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)

@@ -42,6 +42,10 @@ def synth(
         raise click.UsageError(f"--n-train {n_train} must be smaller than --cases {cases}")
     if (out / "dataset.json").exists():
         raise click.ClickException(f"{out}: already holds a dataset; choose another --out or delete it")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _ProblemsFound(f"--out {out}: cannot create the folder ({exc.strerror or exc})") from None
     from sslbench.datasets.synthetic import generate
 
     generate(out, cases=cases, seed=seed, size=size, n_train=n_train, progress=True, difficulty=difficulty)

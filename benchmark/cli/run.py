@@ -23,7 +23,7 @@ from sslbench.benchmark.cli.common import (
     set_option,
     writable_dir,
 )
-from sslbench.benchmark.config import NON_RESULT_KEYS, ConfigError, RunConfig, parse_sets
+from sslbench.benchmark.config import NON_RESULT_KEYS, ConfigError, RunConfig, config_warnings, parse_sets
 from sslbench.benchmark.reporting.format import mean_std, text_table
 from sslbench.benchmark.runs.folder import RunOutcome, is_finished
 from sslbench.benchmark.sweep.grid import MAX_SEEDS, default_seeds, expand_grid
@@ -196,7 +196,11 @@ def _backend_line(backend: str, scheduler: str | None, jobs: int | None, runs_pe
     help="Parent folder of the run folders [default: runs/].",
 )
 @execution_options
-@click.option("--force", is_flag=True, help="Redo finished runs (their folders are emptied first).")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Redo finished runs (their folders are renamed RUN.replaced-<UTC time>, not deleted).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars: one line per finished run.")
 @click.pass_context
 @friendly_errors
@@ -233,6 +237,8 @@ def run(
     configs = expand_grid(
         methods, list(splits), seeds, preset, parse_sets(sets), data_root, recipe=recipe, subsets=subsets
     )
+    for note in dict.fromkeys(n for c in configs for n in config_warnings(c)):
+        click.echo(f"warning: {note}", err=True)
     out = writable_dir(out or default_out())
     where = _backend_line(backend, scheduler, jobs, runs_per_gpu)
     data = data_name(configs[0].data.root) if configs else "-"
@@ -242,8 +248,14 @@ def run(
 
     outcomes = run_sweep(configs, out, jobs, backend, scheduler, runs_per_gpu, force, progress=not quiet)
     counts = summarize_outcomes(outcomes)
+    elsewhere = (
+        f", {counts['elsewhere']} running elsewhere (re-run later to collect them)"
+        if counts["elsewhere"]
+        else ""
+    )
     click.echo(
         f"\n{counts['done']} done, {counts['skipped']} skipped (already finished), {counts['failed']} failed"
+        + elsewhere
     )
     for o in outcomes:
         if o.status == "failed":

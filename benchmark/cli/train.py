@@ -15,8 +15,42 @@ from sslbench.benchmark.cli.common import (
     set_option,
     writable_dir,
 )
-from sslbench.benchmark.config import DEFAULT_SEEDS, build_config, parse_sets
+from sslbench.benchmark.config import DEFAULT_SEEDS, ConfigError, build_config, config_warnings, parse_sets
 from sslbench.benchmark.runs.folder import CONFIG_FILE
+
+
+def _prepare_folder(cfg, run_dir: Path, force: bool) -> bool:
+    """Make `run_dir` ready for training; False when it holds this finished run (nothing to do).
+
+    A finished run is final: it is reused (made with the same threads, device and precision) or refused (made
+    with others), and only `force` sets it aside (RUN.replaced-<UTC time>). A damaged one is set aside too.
+    """
+    from sslbench.benchmark.runs.folder import (
+        execution_mismatch,
+        finished_state,
+        read_json_object,
+        recorded_execution,
+        set_aside,
+    )
+    from sslbench.benchmark.runs.lock import live_owner
+    from sslbench.benchmark.training.trainer import expected_execution
+
+    state, why = finished_state(cfg, run_dir)
+    if state == "finished" and not force:
+        recorded = recorded_execution(read_json_object(run_dir / CONFIG_FILE) or {})
+        mismatch = execution_mismatch(recorded, expected_execution(cfg))
+        if mismatch:
+            raise ConfigError(
+                f"{run_dir}: finished run {mismatch}; these settings change the numbers, so it is not reused: "
+                "train with the same ones (--set train.threads=N, --set train.device=...), another --out, or "
+                "--force to redo it (the old folder is kept)"
+            )
+        return False
+    if run_dir.exists() and (state == "damaged" or force) and live_owner(run_dir) is None:
+        aside = set_aside(run_dir)
+        reason = f"damaged ({why})" if state == "damaged" else "--force"
+        click.echo(f"{run_dir.name}: {reason}; the old folder is kept as {aside.name}", err=True)
+    return True
 
 
 @click.command()
@@ -31,14 +65,29 @@ from sslbench.benchmark.runs.folder import CONFIG_FILE
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Parent folder of the run folder.")
 @set_option
 @click.option("--resume", is_flag=True, help="Continue from the run folder's last checkpoint.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Redo a finished run (its folder is renamed RUN.replaced-<UTC time>, not deleted).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @friendly_errors
-def train(method, split, seed, data_root, preset, recipe, out, sets, resume, quiet):
-    """Train and evaluate one run; writes config.json, log.jsonl, cases.csv, metrics.json and weights."""
+def train(method, split, seed, data_root, preset, recipe, out, sets, resume, force, quiet):
+    """Train and evaluate one run; writes config.json, log.jsonl, cases.csv, metrics.json and weights.
+
+    A finished run is never retrained or rewritten: the command says where it is and exits 0 (--force redoes it).
+    """
     from sslbench.benchmark.training.trainer import train_run
 
     cfg = build_config(method, split, seed, preset, parse_sets(sets), data_root, recipe)
+    for note in config_warnings(cfg):
+        click.echo(f"warning: {note}", err=True)
     run_dir = writable_dir(out or default_out()) / cfg.run_name()
+    if not _prepare_folder(cfg, run_dir, force):
+        click.echo(
+            f"already finished: {run_dir} (nothing trained; --force redoes it, keeping the old folder)"
+        )
+        return
     click.echo(f"run folder: {run_dir}", err=True)
     metrics = train_run(cfg, run_dir, progress=not quiet, resume=resume)
     cost = metrics["cost"]
@@ -53,19 +102,25 @@ def train(method, split, seed, data_root, preset, recipe, out, sets, resume, qui
 @click.command("eval")
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @data_option
+@click.option("--force", is_flag=True, help="Redo an existing evaluation (the old one is kept, renamed).")
 @click.option("--quiet", is_flag=True)
 @friendly_errors
-def eval_cmd(run_dir, data_root, quiet):
-    """Re-evaluate a finished run's final weights."""
+def eval_cmd(run_dir, data_root, force, quiet):
+    """Evaluate a finished run's final weights (on its own or another --data folder).
+
+    The run folder is left as it is: the results go to a sibling RUN.eval-<dataset>-<hash>/ (eval.json records
+    what was evaluated, then cases.csv and metrics.json).
+    """
     from sslbench.benchmark.training.errors import RunFailed
     from sslbench.benchmark.training.trainer import evaluate_run
 
     if not (run_dir / CONFIG_FILE).is_file():
         raise RunFailed(f"{run_dir}: not a run folder (no config.json)")
-    m = evaluate_run(run_dir, data_root, progress=not quiet)
+    m, eval_dir, now = evaluate_run(run_dir, data_root, progress=not quiet, force=force)
     click.echo(
         f"Dice {100 * m['dice']:.2f}%  Jaccard {100 * m['jaccard']:.2f}%  HD95 {m['hd95_vox']:.2f} vox  "
-        f"ASD {m['asd_vox']:.2f} vox  ({m['n_cases']} cases, {m['n_empty_pred']} empty predictions)"
+        f"ASD {m['asd_vox']:.2f} vox  ({m['n_cases']} cases, {m['n_empty_pred']} empty predictions)  "
+        f"{'written to' if now else 'already evaluated, in'} {eval_dir}"
     )
 
 

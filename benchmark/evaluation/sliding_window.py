@@ -58,7 +58,8 @@ def sliding_window_scores(
         for (a, b, c), p in zip(chunk, prob, strict=True):
             score[:, a : a + pw, b : b + ph, c : c + pd_] += p
             count[a : a + pw, b : b + ph, c : c + pd_] += 1
-    score /= count
+    # A stride larger than the patch leaves voxels no window covers: scored 0 (background), never 0/0 = NaN.
+    score /= count.clamp(min=1)
     (l0, _), (l1, _), (l2, _) = pad_width
     w, h, d = image.shape
     return score[:, l0 : l0 + w, l1 : l1 + h, l2 : l2 + d]

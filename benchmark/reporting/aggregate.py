@@ -15,13 +15,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from sslbench.benchmark.config import NON_RESULT_KEYS
+from sslbench.benchmark.config import ADDED_FIELDS, NON_RESULT_KEYS
 from sslbench.benchmark.evaluation.metrics import METRIC_COLUMNS, PERCENT_METRICS
 from sslbench.benchmark.reporting.format import mean_std
 from sslbench.benchmark.runs.folder import (
@@ -29,11 +30,12 @@ from sslbench.benchmark.runs.folder import (
     CONFIG_FILE,
     FAILED_FILE,
     LOG_FILE,
-    METRICS_FILE,
     find_run_dirs,
     flatten_config,
     parse_run_name,
     read_json_object,
+    read_metrics,
+    recorded_execution,
 )
 from sslbench.methods.registry import method_rank
 
@@ -76,7 +78,13 @@ def _group_key(row: dict) -> str:
         return "noconfig:" + "|".join(str(row.get(k)) for k in ("method", "variant", "split", "run_id"))
     # The data folder is part of the key (as of the run id), not the dataset's name: a run that failed before
     # config.json was written only has failed.json's config, which does not describe the dataset.
-    settings = {k: v for k, v in row["settings"].items() if k not in NOT_SETTINGS}
+    # Fields added later, at their legacy value, are left out as in the run id: old and new runs of one
+    # configuration (with and without `train.optimizer` or `data.fingerprint` recorded) are seeds of one experiment.
+    settings = {
+        k: v
+        for k, v in row["settings"].items()
+        if k not in NOT_SETTINGS and not (k in ADDED_FIELDS and v == ADDED_FIELDS[k])
+    }
     key = [row["method"], row["variant"], row["split"], row["preset"], settings]
     if row.get("recipe", "benchmark") != "benchmark":
         key.append(row["recipe"])  # appended only when set, so the keys of earlier results stay the same
@@ -88,12 +96,19 @@ def read_run(run_dir: Path) -> dict:
     """One row describing a run folder: identity, status, settings, metrics and cost."""
     run_dir = Path(run_dir)
     config = read_json_object(run_dir / CONFIG_FILE)
-    metrics = read_json_object(run_dir / METRICS_FILE)
+    metrics, damage = read_metrics(run_dir)
+    if damage == "absent":
+        damage = None
+    elif damage is None and config is None:
+        damage = f"{run_dir / CONFIG_FILE}: missing or not a JSON object"
     failed = read_json_object(run_dir / FAILED_FILE) if (run_dir / FAILED_FILE).exists() else None
     if config is None and isinstance((failed or {}).get("config"), dict):
         # The sweep records the resolved config of a failed run, also when it failed before config.json.
         config = {**failed["config"], "run_id": failed.get("run_id")}
-    if metrics is not None:
+    if damage is not None:
+        # Named, counted and left out of every mean: a damaged file never becomes a number or a crash.
+        status, error, metrics = "damaged", damage, None
+    elif metrics is not None:
         status, error = "done", None
     elif failed is not None or (run_dir / FAILED_FILE).exists():
         status = "failed"
@@ -127,6 +142,7 @@ def read_run(run_dir: Path) -> dict:
             settings=flatten_config(config),
             # False when the run's prepared DAE (lrep) did not denoise; None when the run has no such asset
             dae_denoises=((config.get("assets") or {}).get("dae") or {}).get("denoises"),
+            **_provenance(config),
         )
     else:
         row.update(
@@ -140,6 +156,8 @@ def read_run(run_dir: Path) -> dict:
             n_train=None,
             n_test=None,
             settings={},
+            commit=None,
+            threads=None,
             **parse_run_name(run_dir),
         )
     split = str(row.get("split") or "")
@@ -159,10 +177,22 @@ def read_run(run_dir: Path) -> dict:
     return row
 
 
+def _provenance(config: dict) -> dict:
+    """The code commit (short, `+dirty` for local changes) and the CPU threads of a CPU run, from config.json."""
+    code = config.get("code") if isinstance(config.get("code"), dict) else {}
+    commit = str(code.get("commit") or "")[:7] or None
+    if commit and code.get("dirty"):
+        commit += "+dirty"
+    execution = recorded_execution(config) or {}
+    threads = execution.get("threads") if execution.get("device_kind") == "cpu" else None
+    return {"commit": commit, "threads": threads}
+
+
 def collect(results_dir: Path) -> pd.DataFrame:
     """One row per run folder below `results_dir`, including failed and incomplete runs (column `status`).
 
-    Columns: run_dir, run_name, status (done | failed | incomplete), error, method, variant, split, seed, preset,
+    Columns: run_dir, run_name, status (done | failed | incomplete | damaged: a metrics.json or config.json that
+    cannot be read, named in `error`), error, method, variant, split, seed, preset,
     run_id, k_inferences, dataset, spacing_mm, n_labeled, n_unlabeled, settings (flattened config dict), the
     metrics (fractions and voxels/mm as in metrics.json), the cost fields, and group_key (same for the seeds of
     one experiment).
@@ -198,6 +228,8 @@ def collect(results_dir: Path) -> pd.DataFrame:
         *COST_KEYS,
         "memory_kind",
         "device",
+        "commit",
+        "threads",
         "group_key",
     ]
     return pd.DataFrame(rows, columns=columns)
@@ -285,7 +317,7 @@ def summarize_runs(df: pd.DataFrame) -> pd.DataFrame:
     for key, runs in df.groupby("group_key", sort=False):
         first = runs.iloc[0]
         done = runs[runs["status"] == "done"].sort_values("seed")
-        failed_errors = runs.loc[runs["status"] == "failed", "error"]
+        failed_errors = runs.loc[runs["status"].isin(["failed", "damaged"]), "error"]
         row = {
             "method": first["method"],
             "variant": first["variant"],
@@ -297,7 +329,8 @@ def summarize_runs(df: pd.DataFrame) -> pd.DataFrame:
             "seeds": ",".join(str(int(s)) for s in done["seed"]),
             "n_done": int(len(done)),
             "n_failed": int((runs["status"] == "failed").sum()),
-            "n_incomplete": int((runs["status"] == "incomplete").sum()),
+            "n_incomplete": int(runs["status"].isin(["incomplete", "damaged"]).sum()),
+            "n_damaged": int((runs["status"] == "damaged").sum()),
             "errors": "; ".join(sorted({str(e).splitlines()[0] for e in failed_errors})),
             "n_labeled": first["n_labeled"],
             "n_unlabeled": first["n_unlabeled"],
@@ -334,13 +367,21 @@ def load_cases(df: pd.DataFrame) -> pd.DataFrame:
             continue
         try:
             cases = pd.read_csv(path)
-        except (OSError, ValueError, pd.errors.EmptyDataError):
+            missing = [c for c in ("case", *METRIC_COLUMNS) if c not in cases.columns]
+            if missing:
+                raise ValueError(f"no column {missing[0]!r}")
+            for column in METRIC_COLUMNS:
+                cases[column] = pd.to_numeric(cases[column], errors="raise")
+        except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+            # One line per damaged file; the run's means (metrics.json) still count, its cases do not.
+            print(f"warning: {path}: unreadable ({exc}); left out of per-case results", file=sys.stderr)
             continue
         for key in ("group_key", "method", "variant", "split", "seed", "run_dir"):
             cases[key] = run[key]
         frames.append(cases)
     if not frames:
-        return pd.DataFrame(columns=["case", "group_key", "method", "split", "seed", *METRIC_COLUMNS])
+        columns = ["case", "group_key", "method", "variant", "split", "seed", "run_dir", *METRIC_COLUMNS]
+        return pd.DataFrame(columns=columns)
     return pd.concat(frames, ignore_index=True)
 
 

@@ -20,21 +20,32 @@ Backends:
 
 from __future__ import annotations
 
-import shutil
 import sys
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from sslbench.benchmark.config import ConfigError, RunConfig
-from sslbench.benchmark.runs.folder import METRICS_FILE, RunOutcome, is_finished, record_failure
-from sslbench.benchmark.runs.io import read_json
+from sslbench.benchmark.runs.folder import (
+    CONFIG_FILE,
+    RunOutcome,
+    execution_mismatch,
+    finished_state,
+    read_json_object,
+    read_metrics,
+    record_failure,
+    recorded_execution,
+    set_aside,
+)
+from sslbench.benchmark.runs.lock import describe_owner, live_owner
 from sslbench.benchmark.sweep.cluster import run_dask
-from sslbench.benchmark.sweep.local import PendingRun, run_local
+from sslbench.benchmark.sweep.local import PendingRun, local_slots, pin_slot, run_local
 from sslbench.benchmark.sweep.tasks import one_line
-from sslbench.benchmark.training.trainer import asset_key
+from sslbench.benchmark.training.errors import RunFailed
+from sslbench.benchmark.training.trainer import asset_key, expected_execution
 
-STATUSES = ("done", "skipped", "failed")
+# done: trained now; skipped: already finished; failed; elsewhere: another live process holds the run's lock
+STATUSES = ("done", "skipped", "failed", "elsewhere")
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -76,8 +87,51 @@ def _describe(o: RunOutcome) -> str:
         name += f" [{', '.join(changed)}]"
     if o.status == "failed":
         return f"failed  {name}: {o.error}"
+    if o.status == "elsewhere":
+        return f"running elsewhere  {name}: {o.error}"
     dice = f"Dice {100 * o.metrics['dice']:.2f}%" if o.metrics and "dice" in o.metrics else ""
     return f"{o.status:<7} {name}  {dice}  {o.seconds:.0f} s  ({o.run_dir.name})"
+
+
+def _execution_of_slots(
+    backend: str, jobs: int | None, runs_per_gpu: int
+) -> Callable[[RunConfig], dict | None]:
+    """cfg -> how the sweep would run it (device kind, threads, precision), or None where only the worker knows
+    (a Dask worker picks its own device and threads)."""
+    if backend != "local":
+        return lambda cfg: None
+    devices, threads = local_slots(jobs, runs_per_gpu)
+
+    def expected(cfg: RunConfig) -> dict | None:
+        try:
+            return expected_execution(pin_slot(cfg, devices[0], threads), threads=0)
+        except RunFailed:  # e.g. train.device=cuda without CUDA: the run itself will say so
+            return None
+
+    return expected
+
+
+def _check_reuse(finished: list[tuple[RunConfig, Path]], expected: Callable, out: Path) -> None:
+    """Refuse to mix: finished runs made with another thread count, device kind or precision are not reused."""
+    mismatches = []
+    for cfg, run_dir in finished:
+        now = expected(cfg)
+        if now is None:
+            continue
+        why = execution_mismatch(recorded_execution(read_json_object(run_dir / CONFIG_FILE) or {}), now)
+        if why:
+            mismatches.append(f"{run_dir.name} was {why}")
+    if mismatches:
+        more = f" (and {len(mismatches) - 1} more)" if len(mismatches) > 1 else ""
+        raise ConfigError(
+            f"{out}: finished run {mismatches[0]}{more}; these settings change the numbers, so it is not "
+            "reused: run with the same ones (--jobs, --set train.threads=N, --set train.device=...), another "
+            "--out, or --force to redo it (the old folder is kept as RUN.replaced-*)"
+        )
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def run_sweep(
@@ -92,12 +146,15 @@ def run_sweep(
 ) -> list[RunOutcome]:
     """Run every config into `out / cfg.run_name()`; returns one outcome per config, in the order given.
 
-    Finished runs are skipped (`force` deletes their folders and redoes them); interrupted ones resume from
-    their checkpoint; a failing run is recorded in its failed.json and the others go on. Progress goes to
-    stderr: an overall bar on a terminal when `progress`, and one line per finished run.
+    Finished runs are skipped (`force` renames their folders to RUN.replaced-<UTC time> and redoes them);
+    interrupted ones resume from their checkpoint; a damaged one (unreadable metrics.json or config.json, missing
+    weights) is set aside the same way and redone; a run whose lock another live process holds is reported as
+    "elsewhere"; a failing run is recorded in its failed.json and the others go on. Progress goes to stderr: an
+    overall bar on a terminal when `progress`, and one line per finished run.
 
     Raises:
-        ConfigError: a bad backend/jobs value, duplicate configs, or an unreachable Dask scheduler.
+        ConfigError: a bad backend/jobs value, duplicate configs, an unreachable Dask scheduler, or finished
+            runs made with another thread count, device kind or precision (nothing is run then).
     """
     if backend not in ("local", "dask"):
         raise ConfigError(f"--backend {backend}: expected local or dask")
@@ -115,14 +172,25 @@ def run_sweep(
     outcomes: dict[Path, RunOutcome] = {}
     pending: list[PendingRun] = []
     broken: list[RunOutcome] = []
+    states = {d: finished_state(c, d) for c, d in zip(configs, run_dirs, strict=True)}
+    finished = [(c, d) for c, d in zip(configs, run_dirs, strict=True) if states[d][0] == "finished"]
+    if not force:
+        _check_reuse(finished, _execution_of_slots(backend, jobs, runs_per_gpu), out)
     for cfg, run_dir in zip(configs, run_dirs, strict=True):
-        if force and run_dir.exists():
-            shutil.rmtree(run_dir)
-        if is_finished(cfg, run_dir):
-            metrics = read_json(run_dir / METRICS_FILE)
+        state, why = states[run_dir]
+        if state == "finished" and not force:
+            metrics, _ = read_metrics(run_dir)
             seconds = float((metrics.get("cost") or {}).get("total_wall_s") or 0.0)
             outcomes[run_dir] = RunOutcome(cfg, run_dir, "skipped", None, metrics, seconds)
             continue
+        owner = live_owner(run_dir) if run_dir.is_dir() else None
+        if owner is not None:
+            broken.append(RunOutcome(cfg, run_dir, "elsewhere", describe_owner(owner), None, 0.0))
+            continue
+        if state == "damaged" or (force and run_dir.exists()):
+            aside = set_aside(run_dir)
+            reason = f"damaged ({why})" if state == "damaged" else "--force"
+            _say(f"{run_dir.name}: {reason}; redoing it, the old folder is kept as {aside.name}")
         try:
             pending.append(PendingRun(cfg, run_dir, _asset_key(cfg)))
         except Exception as exc:  # a method's own asset_key bug fails its runs only

@@ -9,8 +9,15 @@ from dataclasses import replace
 from pathlib import Path
 
 from sslbench.benchmark.config import RunConfig
-from sslbench.benchmark.runs.folder import CHECKPOINT_FILE, FAILED_FILE, RunOutcome, record_failure
-from sslbench.benchmark.training.errors import RunFailed
+from sslbench.benchmark.runs.folder import (
+    CHECKPOINT_FILE,
+    FAILED_FILE,
+    RunOutcome,
+    read_metrics,
+    record_failure,
+)
+from sslbench.benchmark.runs.lock import RunBusy, describe_owner
+from sslbench.benchmark.training.errors import AlreadyFinished, RunFailed
 from sslbench.benchmark.training.trainer import prepare_assets, train_run
 
 
@@ -57,7 +64,11 @@ def prepare_task(cfg: RunConfig, progress: bool = False) -> str | None:
 def run_task(
     cfg: RunConfig, run_dir: Path, progress: bool = False, prep_error: str | None = None
 ) -> RunOutcome:
-    """Train and evaluate one run; any exception becomes a failed outcome with failed.json written."""
+    """Train and evaluate one run; any exception becomes a failed outcome with failed.json written.
+
+    A run another process holds (its lock) is "elsewhere", one that another process finished meanwhile is
+    "skipped"; neither writes anything into the folder.
+    """
     run_dir = Path(run_dir)
     t0 = time.perf_counter()
     if prep_error is not None:
@@ -65,6 +76,12 @@ def run_task(
     try:
         resume = (run_dir / CHECKPOINT_FILE).is_file()
         metrics = train_run(_in_process_loading(cfg), run_dir, progress=progress, resume=resume)
+    except RunBusy as exc:
+        return RunOutcome(cfg, run_dir, "elsewhere", describe_owner(exc.owner), None, 0.0)
+    except AlreadyFinished:
+        metrics, _ = read_metrics(run_dir)
+        seconds = float(((metrics or {}).get("cost") or {}).get("total_wall_s") or 0.0)
+        return RunOutcome(cfg, run_dir, "skipped", None, metrics, seconds)
     except Exception as exc:
         return record_failure(cfg, run_dir, one_line(exc), traceback.format_exc(), time.perf_counter() - t0)
     finally:

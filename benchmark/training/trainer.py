@@ -13,6 +13,7 @@ channels-last 3D, torch.compile, sliding-window batch, loader workers).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import time
@@ -30,9 +31,18 @@ from sslbench.benchmark.runs.folder import (
     CASES_FILE,
     CHECKPOINT_FILE,
     CONFIG_FILE,
+    EVAL_FILE,
+    EVAL_TAG,
     LOG_FILE,
     METRICS_FILE,
     WEIGHTS_FILE,
+    execution_mismatch,
+    precision_of,
+    read_json_object,
+    read_metrics,
+    recorded_execution,
+    set_aside,
+    utc_stamp,
 )
 from sslbench.benchmark.runs.io import save_torch, write_json, write_text
 from sslbench.benchmark.training.assets import AssetStore
@@ -47,7 +57,7 @@ from sslbench.benchmark.training.device import (
     set_rng_state,
 )
 from sslbench.benchmark.training.environment import code_version, environment
-from sslbench.benchmark.training.errors import RunFailed
+from sslbench.benchmark.training.errors import AlreadyFinished, ExecutionMismatch, RunFailed
 from sslbench.benchmark.training.schedules import lr_at
 from sslbench.benchmark.training.step import WARMUP_STEPS, StepRunner, scalar_outputs
 from sslbench.datasets.batches import TwoStreamBatches, to_tensors
@@ -56,6 +66,18 @@ from sslbench.datasets.la import LADataset, open_dataset
 from sslbench.datasets.splits import parse_split
 from sslbench.methods.base import Method, MethodContext
 from sslbench.methods.registry import get_method
+
+
+def expected_execution(cfg: RunConfig, threads: int | None = 0) -> dict:
+    """How a run of `cfg` would compute here: device kind, CPU threads and precision (see execution_mismatch).
+
+    `threads`: the thread count a sweep slot would pin (0: the run's own `train.threads`, else torch's current
+    default in this process; None: unknown, e.g. on a Dask worker).
+    """
+    kind = resolve_device(cfg.train.device).type
+    if threads is not None:
+        threads = cfg.train.threads or threads or torch.get_num_threads()
+    return {"device_kind": kind, "threads": threads, "precision": precision_of(kind, cfg.train.amp)}
 
 
 def dataset_for(cfg: RunConfig) -> LADataset:
@@ -241,9 +263,29 @@ class Trainer:
             },
             code=code_version(),
             environment=environment(self.device),
+            execution=self.execution(),
             assets=getattr(self, "asset_info", {}),
         )
         write_json(self.out_dir / CONFIG_FILE, record)
+
+    def execution(self) -> dict:
+        """What changes the numbers but not the run id: device kind, CPU threads, precision (config.json)."""
+        kind = self.device.type
+        return {
+            "device_kind": kind,
+            "threads": torch.get_num_threads(),
+            "precision": precision_of(kind, self.cfg.train.amp),
+        }
+
+    def _check_resumable(self) -> None:
+        """A resumed run must continue as it started: same thread count, device kind and precision."""
+        record = read_json_object(self.out_dir / CONFIG_FILE) or {}
+        why = execution_mismatch(recorded_execution(record), self.execution())
+        if why:
+            raise ExecutionMismatch(
+                f"{self.out_dir}: cannot resume, the run was {why}; resume it with the same settings "
+                "(e.g. --set train.threads=N or the same --jobs), or redo it with --force"
+            )
 
     # ---------------------------------------------------------------------------------------------------
     def run(self, resume: bool = False) -> dict:
@@ -260,8 +302,14 @@ class Trainer:
 
         Raises:
             RunFailed: a non-finite loss, or a checkpoint from another run.
+            AlreadyFinished: the folder holds metrics.json (finished is final; callers set it aside first).
+            ExecutionMismatch: resuming with another thread count, device kind or precision.
         """
         cfg, t = self.cfg, self.cfg.train
+        if (self.out_dir / METRICS_FILE).exists():
+            raise AlreadyFinished(
+                f"{self.out_dir}: already finished; redo it with --force (the old folder is kept)"
+            )
         wall0 = time.perf_counter()
         seed_everything(cfg.seed, t.deterministic)
         reset_peak_memory(self.device)
@@ -271,9 +319,9 @@ class Trainer:
         ckpt_path = self.out_dir / CHECKPOINT_FILE
         # Validate a checkpoint before touching anything in the folder: a refused resume changes nothing.
         if resume and ckpt_path.is_file():
+            self._check_resumable()
             start = self._load_checkpoint(ckpt_path, method, runner.optimizer, runner.extra_opts)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        (self.out_dir / METRICS_FILE).unlink(missing_ok=True)
         if start == 0:
             (self.out_dir / LOG_FILE).unlink(missing_ok=True)
         self.write_config()
@@ -343,8 +391,11 @@ class Trainer:
         ckpt_path.unlink(missing_ok=True)
         return metrics
 
-    def evaluate(self, method: Method, volumes: list | None = None, write: bool = True) -> dict:
-        """Sliding-window evaluation on the test cases (or `volumes`); writes cases.csv unless `write` is False."""
+    def evaluate(
+        self, method: Method, volumes: list | None = None, write: bool = True, into: Path | None = None
+    ) -> dict:
+        """Sliding-window evaluation on the test cases (or `volumes`); writes cases.csv into the run folder (or
+        `into`) unless `write` is False."""
         method.eval()
         vols = self.dataset.volumes(self.dataset.test_ids) if volumes is None else volumes
         cases = evaluate_cases(
@@ -357,7 +408,7 @@ class Trainer:
             progress=self.progress,
         )
         if write:
-            write_text(self.out_dir / CASES_FILE, cases.to_csv(index=False))
+            write_text(Path(into or self.out_dir) / CASES_FILE, cases.to_csv(index=False))
         return summarize_cases(cases)
 
     def unlabeled_per_batch(self) -> int:
@@ -406,8 +457,17 @@ class Trainer:
     def _load_checkpoint(self, path: Path, method, optimizer, extra_opts) -> int:
         try:
             ckpt = torch.load(path, map_location=self.device, weights_only=False)
-        except Exception as exc:
-            raise RunFailed(f"{path}: cannot read checkpoint ({exc})") from None
+            if not isinstance(ckpt, dict):
+                raise TypeError(f"a {type(ckpt).__name__}, not a checkpoint")
+        except Exception as exc:  # torch raises many kinds for a truncated file
+            # A damaged checkpoint holds nothing to continue from: train from step 0, keeping the file aside.
+            aside = path.with_name(f"{path.name}.unreadable-{utc_stamp()}")
+            path.rename(aside)
+            print(
+                f"{path}: unreadable checkpoint ({type(exc).__name__}); training from step 0 (kept as {aside.name})",
+                file=sys.stderr,
+            )
+            return 0
         if ckpt.get("method") != self.cfg.method or ckpt.get("run_id") != self.cfg.run_id():
             raise RunFailed(
                 f"{path}: checkpoint is from another run (method {ckpt.get('method')}, id {ckpt.get('run_id')}); "
@@ -426,9 +486,14 @@ class Trainer:
         path = self.out_dir / LOG_FILE
         if not path.is_file():
             return
-        keep = [
-            ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] < next_step
-        ]
+        keep = []
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                step = json.loads(line)["step"]
+            except (ValueError, KeyError, TypeError):  # a line cut by a crash, or garbage: dropped
+                continue
+            if isinstance(step, int) and step < next_step:
+                keep.append(line)
         write_text(path, "".join(k + "\n" for k in keep))
 
 
@@ -453,14 +518,62 @@ def asset_key(cfg: RunConfig) -> str | None:
 
 
 def train_run(cfg: RunConfig, out_dir: Path, progress: bool = True, resume: bool = False) -> dict:
-    """Train and evaluate one run into `out_dir`; returns the metrics dict."""
-    return Trainer(cfg, out_dir, progress).run(resume=resume)
+    """Train and evaluate one run into `out_dir` under its lock (runs/lock.py); returns the metrics dict.
+
+    Raises:
+        RunBusy: another live process holds the run's lock.
+        AlreadyFinished: the folder holds a finished run.
+    """
+    from sslbench.benchmark.runs.lock import run_lock
+
+    with run_lock(out_dir):
+        return Trainer(cfg, out_dir, progress).run(resume=resume)
 
 
-def evaluate_run(run_dir: Path, data_root: str | None = None, progress: bool = True) -> dict:
-    """Re-evaluate a finished run's final weights (optionally on another data folder)."""
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in text).strip("-")[:40] or "data"
+
+
+def evaluate_run(
+    run_dir: Path, data_root: str | None = None, progress: bool = True, force: bool = False
+) -> tuple[dict, Path, bool]:
+    """Evaluate a finished run's final weights (optionally on another data folder) into a sibling folder.
+
+    The run folder is never written: results go to `RUN.eval-<dataset>-<hash>/` (eval.json: what was evaluated;
+    cases.csv; metrics.json last), the hash covering the run id, the data folder, its content fingerprint and the
+    evaluation settings. An existing complete evaluation is returned as it is unless `force` (which sets it aside).
+
+    Returns:
+        (metrics, the evaluation folder, whether it was computed now).
+    """
     from sslbench.benchmark.runs.folder import load_run
+    from sslbench.datasets.fingerprint import data_fingerprint
 
+    run_dir = Path(run_dir).resolve()
     run = load_run(run_dir, data_root)
+    dataset = run.trainer.dataset
+    what = {
+        "run": str(run_dir),
+        "run_id": run.record.get("run_id"),
+        "data_root": str(dataset.root),
+        "data_fingerprint": data_fingerprint(dataset.root),
+        "dataset": dataset.describe(),
+        "eval": run.cfg.to_dict()["eval"],
+    }
+    key = {k: what[k] for k in ("run_id", "data_root", "data_fingerprint", "eval")}
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
+    eval_dir = run_dir.with_name(f"{run_dir.name}{EVAL_TAG}{_slug(dataset.name)}-{digest}")
+    if eval_dir.exists():
+        metrics, why = read_metrics(eval_dir)
+        if metrics is not None and not force:
+            return metrics, eval_dir, False
+        set_aside(eval_dir)
     run.trainer.progress = progress
-    return run.trainer.evaluate(run.method)
+    eval_dir.mkdir(parents=True)
+    write_json(
+        eval_dir / EVAL_FILE,
+        {**what, "when": utc_stamp(), "code": code_version(), "execution": run.trainer.execution()},
+    )
+    metrics = run.trainer.evaluate(run.method, into=eval_dir)
+    write_json(eval_dir / METRICS_FILE, metrics)
+    return metrics, eval_dir, True

@@ -289,8 +289,40 @@ def _precisions(runs: pd.DataFrame, configs: list | None) -> set[str]:
     return {"fp32 (bf16 autocast on CUDA)" if c.train.amp else "fp32" for c in configs or []}
 
 
+def _provenance_text(runs: pd.DataFrame) -> str:
+    """ "; code commit a1b2c3d / e4f5a6b; CPU threads per run 1": where the finished rows' numbers came from."""
+    if runs.empty or "commit" not in runs:
+        return ""
+    done = runs[runs["status"] == "done"]
+    commits = sorted({str(c) for c in done["commit"].dropna()})
+    threads = sorted({int(t) for t in done["threads"].dropna()})
+    text = f"; code commit {' / '.join(commits)}" if commits else ""
+    if threads:
+        text += f"; CPU threads per run {' / '.join(map(str, threads))}"
+    return text
+
+
+def _left_out_text(runs: pd.DataFrame) -> str:
+    """ " Left out: 1 damaged (…/metrics.json: …), 2 incomplete.": runs of the table that no mean includes."""
+    if runs.empty or "status" not in runs:
+        return ""
+    bad = runs[runs["status"] != "done"]
+    if bad.empty:
+        return ""
+    parts = []
+    for status, group in bad.groupby("status", sort=True):
+        reasons = sorted({str(e).splitlines()[0][:120] for e in group["error"].dropna()})
+        why = f" ({'; '.join(reasons[:2])}{'; ...' if len(reasons) > 2 else ''})" if reasons else ""
+        parts.append(f"{len(group)} {status}{why}")
+    return f" Left out: {len(bad)} run(s) with no result: {', '.join(parts)}."
+
+
 def describe_protocol(runs: pd.DataFrame, configs: list | None = None) -> str:
-    """The protocol sentence of a caption, from the runs' recorded configs (or the planned configs)."""
+    """The protocol sentence of a caption, from the runs' recorded configs (or the planned configs).
+
+    It names the code commit(s) and CPU thread counts the finished rows came from, and the runs left out of
+    every mean (failed, incomplete, damaged) with their reasons.
+    """
     settings = [s for s in runs.get("settings", pd.Series(dtype=object)) if s] if not runs.empty else []
     if not settings and configs:
         from sslbench.benchmark.reporting.aggregate import flatten_config
@@ -342,7 +374,8 @@ def describe_protocol(runs: pd.DataFrame, configs: list | None = None) -> str:
         f"(mm = voxels × spacing in the CSV); empty prediction: {policy}; post-processing: {post}; sliding window "
         f"stride {values('eval.stride_xy')} (x, y) / {values('eval.stride_z')} (z); "
         f"{values('train.iterations')} iterations; precision {' / '.join(precisions) or '?'}; "
-        f"recipe {' / '.join(recipe_text.get(r, r) for r in recipes)}."
+        f"recipe {' / '.join(recipe_text.get(r, r) for r in recipes)}{_provenance_text(runs)}."
+        f"{_left_out_text(runs)}"
     )
 
 
