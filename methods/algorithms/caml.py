@@ -154,11 +154,12 @@ def correlation_matrix(
     rows = []
     for c in range(n_classes):
         in_class = label == c
-        feats_c, conf_c = features[in_class], conf[in_class]
-        if feats_c.shape[0] <= 1:
-            continue
+        conf_c = conf[in_class]
         top = conf_c.topk(min(num_filtered, conf_c.shape[0])).indices  # most confident first
-        rows.append(torch.softmax(feats_c[top] @ bank.T / temperature, dim=1))
+        queries = features[in_class][top]
+        if queries.shape[0] <= 1:  # the reference's test, after the filtering
+            continue
+        rows.append(torch.softmax(queries @ bank.T / temperature, dim=1))
     return torch.cat(rows) if rows else None
 
 
