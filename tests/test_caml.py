@@ -22,13 +22,13 @@ def test_memory_update_fills_slots_as_a_ring_and_caps_each_class():
     labels = torch.tensor([0, 0, 0, 0, 1])
     bank.update(feats, labels, g)
     assert bank.count.tolist() == [[3, 1], [0, 0]] and int(bank.cursor) == 1
-    kept = bank.feat[0, 0, :3, 0].tolist()
+    kept = bank.feat[0, :3, 0].tolist()
     assert len(set(kept)) == 3 and set(kept) <= {1.0, 2.0, 3.0, 4.0}  # 3 distinct of the 4 class-0 voxels
-    assert bank.feat[0, 1, 0].tolist() == [5.0, 5.0]
+    assert bank.feat[1, 0].tolist() == [5.0, 5.0]  # row slot 0 x 2 classes + class 1
     bank.update(feats[4:], labels[4:], g)  # slot 1: one class-1 voxel, no class 0
     assert bank.count.tolist() == [[3, 1], [0, 1]]
     bank.update(feats[:1], labels[:1], g)  # the ring wraps: slot 0 is replaced
-    assert bank.count.tolist() == [[1, 0], [0, 1]] and bank.feat[0, 0, 0].tolist() == [1.0, 0.0]
+    assert bank.count.tolist() == [[1, 0], [0, 1]] and bank.feat[0, 0].tolist() == [1.0, 0.0]
 
 
 def test_memory_sample_draws_from_every_slot_and_needs_enough_entries():
@@ -86,7 +86,8 @@ def test_bank_is_a_buffer_in_the_state_dict_not_a_parameter():
     assert not any(n.startswith("memory.") for n in names)
     state = method.state_dict()
     assert {"memory.feat", "memory.count", "memory.cursor"} <= set(state)
-    assert state["memory.feat"].shape == (2, 2, 2048, 32)
+    assert state["memory.feat"].shape == (2 * 2, 2048, 32)
+    method.to(memory_format=torch.channels_last_3d)  # the trainer's conversion (it rejects 4D buffers)
 
 
 def train(method: CAML, opt: torch.optim.Optimizer, step: int) -> torch.Tensor:

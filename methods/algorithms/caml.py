@@ -89,13 +89,15 @@ class CAMLConfig:
 class FeatureMemory(nn.Module):
     """CAML's memory bank of labeled voxel embeddings, as buffers (saved in checkpoints, moved with the method).
 
-    `feat` (slots, classes, capacity, dim) holds per slot and class the first `count[slot, class]` embeddings;
-    `cursor` is the number of crops stored so far (the next slot is cursor % slots).
+    `feat` (slots x classes, capacity, dim) holds in row slot x classes + class the first `count[slot, class]`
+    embeddings (3D, not 4D: the trainer's channels-last conversion rejects 4D tensors); `cursor` is the number
+    of crops stored so far (the next slot is cursor % slots).
     """
 
     def __init__(self, slots: int, n_classes: int, capacity: int, dim: int):
         super().__init__()
-        self.register_buffer("feat", torch.zeros(slots, n_classes, capacity, dim))
+        self.n_classes = n_classes
+        self.register_buffer("feat", torch.zeros(slots * n_classes, capacity, dim))
         self.register_buffer("count", torch.zeros(slots, n_classes, dtype=torch.long))
         self.register_buffer("cursor", torch.zeros((), dtype=torch.long))
 
@@ -105,26 +107,25 @@ class FeatureMemory(nn.Module):
 
         A class with more than `capacity` voxels keeps a uniform random subset of them.
         """
-        slot = int(self.cursor) % self.feat.shape[0]
-        capacity = self.feat.shape[2]
-        for c in range(self.feat.shape[1]):
+        slot = int(self.cursor) % self.count.shape[0]
+        capacity = self.feat.shape[1]
+        for c in range(self.n_classes):
             feats_c = features[labels == c]
             if feats_c.shape[0] > capacity:
                 pick = torch.randperm(feats_c.shape[0], generator=generator, device=generator.device)
                 feats_c = feats_c[pick[:capacity].to(feats_c.device)]
-            self.feat[slot, c, : feats_c.shape[0]] = feats_c.to(self.feat.dtype)
+            self.feat[slot * self.n_classes + c, : feats_c.shape[0]] = feats_c.to(self.feat.dtype)
             self.count[slot, c] = feats_c.shape[0]
         self.cursor += 1
 
     @torch.no_grad()
     def sample(self, num: int, generator: torch.Generator) -> list[torch.Tensor | None]:
         """Per class, `num` entries drawn without replacement from every slot (None if fewer are stored)."""
-        capacity = self.feat.shape[2]
-        position = torch.arange(capacity, device=self.feat.device)
+        position = torch.arange(self.feat.shape[1], device=self.feat.device)
         out: list[torch.Tensor | None] = []
-        for c in range(self.feat.shape[1]):
+        for c in range(self.n_classes):
             valid = position[None, :] < self.count[:, c, None]  # (slots, capacity)
-            stored = self.feat[:, c][valid]  # (total, dim)
+            stored = self.feat[c :: self.n_classes][valid]  # (total, dim)
             if stored.shape[0] < num:
                 out.append(None)
                 continue
