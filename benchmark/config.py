@@ -117,6 +117,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # Real anatomy on CPU: ../shared/data/la-half (about 96x70x44 volumes, 1.25 mm).
     "la-half": {
+        # lrep's DAE in a canonical pose (moments and centre of mass): measured on la-half at 1200 DAE steps,
+        # its output on corrupted masks reaches 94.75 % Dice to the clean mask (input 94.55 %), against 84.54 %
+        # as-is; not in the paper, so the paper preset keeps the paper's DAE.
+        "lrep.dae_pose": "canonical",
         "data.patch": (64, 64, 32),
         "train.n_filters": 8,
         "train.iterations": 600,

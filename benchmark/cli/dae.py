@@ -52,11 +52,20 @@ def train_cmd(split, seed, data_root, preset, sets, quiet):
     click.echo(
         f"  reconstruction Dice on {report['eval_samples']} corrupted crops of the labeled masks: "
         f"corrupted input {100 * report['dice_corrupted_vs_clean']:.2f}%  ->  "
-        f"DAE output {100 * report['dice_dae_vs_clean']:.2f}%"
+        f"DAE output {100 * report['dice_dae_vs_clean']:.2f}%; on clean input "
+        f"{100 * report['dice_dae_on_clean_vs_clean']:.2f}%"
+    )
+    click.echo(
+        "  it denoises (its output is closer to the clean mask than its corrupted input)"
+        if report.get("denoises")
+        else "  WARNING: it does not denoise (its output is farther from the clean mask than its corrupted "
+        "input), so lrep's uncertainty would mostly measure its reconstruction error"
     )
     if "holdout_n" in report:
         click.echo(
             f"  probe DAE without the last {report['holdout_n']} labeled mask(s), on those: corrupted "
             f"{100 * report['holdout_dice_corrupted_vs_clean']:.2f}%  ->  "
-            f"DAE {100 * report['holdout_dice_dae_vs_clean']:.2f}%"
+            f"DAE {100 * report['holdout_dice_dae_vs_clean']:.2f}%; on clean input "
+            f"{100 * report['holdout_dice_dae_on_clean_vs_clean']:.2f}% "
+            f"({'denoises' if report.get('holdout_denoises') else 'does not denoise'})"
         )
