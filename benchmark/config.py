@@ -291,6 +291,70 @@ def _apply(obj: Any, section: str, name: str, value: Any) -> Any:
         raise ConfigError(message) from None
 
 
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """The `section.key` -> value overrides of a YAML or JSON config file (the keys of `--set`).
+
+    Sections may be nested (`train: {iterations: 300}`) or dotted (`train.iterations: 300`); a top-level
+    `method`, `split`, `seed`, `preset` or `recipe` (as `--print-config` writes them) is read too, and checked
+    against the command's own options by `check_config_identity`. Raises ConfigError naming the file.
+    """
+    import yaml  # PyYAML: YAML is a superset of JSON, so one reader serves both
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"--config {path}: cannot read it ({exc.strerror or exc})") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--config {path}: not valid YAML or JSON ({str(exc).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"--config {path}: expected a mapping of section.key: value, got {type(data).__name__}"
+        )
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        key = str(key)
+        if key in IDENTITY_KEYS:
+            out[key] = value
+        elif isinstance(value, dict) and "." not in key:
+            for name, v in value.items():
+                out[f"{key}.{name}"] = v
+        elif "." in key:
+            out[key] = value
+        else:
+            raise ConfigError(
+                f"--config {path}: key '{key}' is neither a section (data, train, ...) nor section.key"
+            )
+    for key in out.keys() & COMPUTED_KEYS:
+        out.pop(key)  # recorded by --print-config and config.json, computed again from the data folder
+    return out
+
+
+IDENTITY_KEYS = ("method", "split", "seed", "preset", "recipe", "variant")
+
+
+def split_identity(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the identity keys of a config file, its section.key overrides)."""
+    ident = {k: v for k, v in overrides.items() if k in IDENTITY_KEYS}
+    return ident, {k: v for k, v in overrides.items() if k not in IDENTITY_KEYS}
+
+
+def printable_config(cfg: RunConfig) -> str:
+    """The fully resolved config as YAML, in the form `--config` reads back (same run id)."""
+    import yaml
+
+    d = cfg.to_dict()
+    head = {k: d[k] for k in ("method", "split", "seed", "preset") if k in d}
+    head["recipe"] = cfg.recipe
+    body = {}
+    for section in (*CONFIG_SECTIONS, cfg.method):
+        values = {k: (list(v) if isinstance(v, tuple) else v) for k, v in d[section].items()}
+        body[section] = {k: v for k, v in values.items() if f"{section}.{k}" not in COMPUTED_KEYS}
+    return yaml.safe_dump({**head, **body}, sort_keys=False)
+
+
 def parse_sets(items: typing.Iterable[str]) -> dict[str, str]:
     out = {}
     for item in items:

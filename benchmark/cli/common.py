@@ -103,6 +103,13 @@ recipe_option = click.option(
     help="benchmark = every method under one protocol (equal budget); published = each method's own authors' "
     "iterations, lr and batch (recorded in config.json, shown in table captions).",
 )
+config_option = click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A YAML or JSON file of the same keys as --set (nested sections or section.key); --set wins.",
+)
 set_option = click.option(
     "--set",
     "sets",
@@ -136,3 +143,18 @@ def execution_options(fn):
     for option in reversed(options):  # click lists options in decorator order, top first
         fn = option(fn)
     return fn
+
+
+def merged_sets(
+    config_file: Path | None, sets: tuple[str, ...], allow_identity: bool = False
+) -> tuple[dict, dict]:
+    """(identity keys of the config file, its overrides updated with --set): --set wins over the file."""
+    from sslbench.benchmark.config import load_config_file, parse_sets, split_identity
+
+    identity, overrides = split_identity(load_config_file(config_file) if config_file else {})
+    if identity and not allow_identity:
+        raise ConfigError(
+            f"--config {config_file}: {', '.join(identity)} are `bench train` keys; this command takes them as "
+            "its own options (--methods, --split, --seed-list, --preset, --recipe)"
+        )
+    return identity, {**overrides, **parse_sets(sets)}

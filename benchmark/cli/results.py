@@ -7,16 +7,18 @@ from pathlib import Path
 import click
 
 from sslbench.benchmark.cli.common import (
+    config_option,
     data_option,
     default_out,
     execution_options,
     friendly_errors,
+    merged_sets,
     preset_option,
     recipe_option,
     set_option,
     writable_dir,
 )
-from sslbench.benchmark.config import ConfigError, parse_sets
+from sslbench.benchmark.config import ConfigError
 
 
 @click.command("table")
@@ -58,6 +60,7 @@ from sslbench.benchmark.config import ConfigError, parse_sets
     help="Show the paper's numbers and the differences even beside runs that are not the LA data at full "
     "resolution under the paper preset (by default they are left out there, and the caption says why).",
 )
+@config_option
 @set_option
 @friendly_errors
 def table(
@@ -74,6 +77,7 @@ def table(
     render_dir,
     run,
     paper_columns,
+    config_file,
     sets,
 ):
     """Regenerate the paper's Table 1, 2, 3, 4 (or all four), or Table 5: every registered method at 8/72 and
@@ -97,7 +101,7 @@ def table(
         render_dir,
         default_seeds(n_seeds),
         preset,
-        parse_sets(sets),
+        merged_sets(config_file, sets)[1],
         data_root,
         recipe=recipe,
         run=run,

@@ -14,16 +14,18 @@ from pathlib import Path
 import click
 
 from sslbench.benchmark.cli.common import (
+    config_option,
     data_option,
     default_out,
     execution_options,
     friendly_errors,
+    merged_sets,
     preset_option,
     recipe_option,
     set_option,
     writable_dir,
 )
-from sslbench.benchmark.config import NON_RESULT_KEYS, ConfigError, RunConfig, config_warnings, parse_sets
+from sslbench.benchmark.config import NON_RESULT_KEYS, ConfigError, RunConfig, config_warnings
 from sslbench.benchmark.reporting.format import mean_std, text_table
 from sslbench.benchmark.runs.folder import RunOutcome, is_finished
 from sslbench.benchmark.sweep.grid import MAX_SEEDS, default_seeds, expand_grid
@@ -188,6 +190,7 @@ def _backend_line(backend: str, scheduler: str | None, jobs: int | None, runs_pe
 @data_option
 @preset_option
 @recipe_option
+@config_option
 @set_option
 @click.option(
     "--out",
@@ -214,6 +217,7 @@ def run(
     data_root,
     preset,
     recipe,
+    config_file,
     sets,
     out,
     jobs,
@@ -235,7 +239,14 @@ def run(
     if scheduler and backend != "dask":
         raise ConfigError("--scheduler needs --backend dask")
     configs = expand_grid(
-        methods, list(splits), seeds, preset, parse_sets(sets), data_root, recipe=recipe, subsets=subsets
+        methods,
+        list(splits),
+        seeds,
+        preset,
+        merged_sets(config_file, sets)[1],
+        data_root,
+        recipe=recipe,
+        subsets=subsets,
     )
     for note in dict.fromkeys(n for c in configs for n in config_warnings(c)):
         click.echo(f"warning: {note}", err=True)

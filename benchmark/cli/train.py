@@ -7,16 +7,26 @@ from pathlib import Path
 import click
 
 from sslbench.benchmark.cli.common import (
+    config_option,
     data_option,
     default_out,
     friendly_errors,
+    merged_sets,
     preset_option,
     recipe_option,
     set_option,
     writable_dir,
 )
-from sslbench.benchmark.config import DEFAULT_SEEDS, ConfigError, build_config, config_warnings, parse_sets
-from sslbench.benchmark.runs.folder import CONFIG_FILE
+from sslbench.benchmark.config import (
+    DEFAULT_SEEDS,
+    ConfigError,
+    build_config,
+    config_from_dict,
+    config_warnings,
+    parse_sets,
+    printable_config,
+)
+from sslbench.benchmark.runs.folder import CONFIG_FILE, read_json_object
 
 
 def _prepare_folder(cfg, run_dir: Path, force: bool) -> bool:
@@ -53,8 +63,56 @@ def _prepare_folder(cfg, run_dir: Path, force: bool) -> bool:
     return True
 
 
+def resolve_train_config(ctx, method, split, seed, data_root, preset, recipe, config_file, sets, from_config):
+    """The run config of `bench train`: from --from's config.json, or the options, a --config file and --set.
+
+    A key given both as an option and in the config file must agree; an option left at its default takes the
+    file's value.
+    """
+    if from_config is not None:
+        if config_file is not None or method is not None:
+            raise ConfigError(
+                "--from re-runs a recorded config: give it alone (plus --out, --set train.threads...)"
+            )
+        record = read_json_object(from_config) if Path(from_config).is_file() else None
+        if record is None:
+            raise ConfigError(f"--from {from_config}: not a readable run config.json")
+        for section, values in _nested(
+            parse_sets(sets)
+        ).items():  # e.g. --set train.threads=1 for this machine
+            record = {**record, section: {**(record.get(section) or {}), **values}}
+        return config_from_dict(record)
+    identity, overrides = merged_sets(config_file, sets, allow_identity=True)
+    given = {"method": method, "split": split, "seed": seed, "preset": preset, "recipe": recipe}
+    for key, value in identity.items():
+        if key == "variant":
+            continue
+        explicit = (
+            key == "method"
+            and method is not None
+            or (key != "method" and ctx.get_parameter_source(key) != click.core.ParameterSource.DEFAULT)
+        )
+        if explicit and str(given[key]) != str(value):
+            raise ConfigError(f"--{key} {given[key]} but --config {config_file} says {key}: {value}")
+        given[key] = value
+    if given["method"] is None:
+        raise ConfigError("--method: which method to train (see `bench methods`), or --config / --from")
+    return build_config(
+        str(given["method"]), str(given["split"]), int(given["seed"]), str(given["preset"]), overrides, data_root,
+        str(given["recipe"]),
+    )  # fmt: skip
+
+
+def _nested(sets: dict[str, str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for key, value in sets.items():
+        section, _, name = key.partition(".")
+        out.setdefault(section, {})[name] = value
+    return out
+
+
 @click.command()
-@click.option("--method", required=True, help="A registered method (see `bench methods`).")
+@click.option("--method", default=None, help="A registered method (see `bench methods`).")
 @click.option(
     "--split", default="8/72", show_default=True, help="N/M: first N train cases labeled, next M not."
 )
@@ -63,7 +121,16 @@ def _prepare_folder(cfg, run_dir: Path, force: bool) -> bool:
 @preset_option
 @recipe_option
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Parent folder of the run folder.")
+@config_option
 @set_option
+@click.option(
+    "--from",
+    "from_config",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Re-run a run exactly: its RUN_DIR/config.json (method, split, seed, preset and every setting).",
+)
+@click.option("--print-config", is_flag=True, help="Print the fully resolved config as YAML and exit.")
 @click.option("--resume", is_flag=True, help="Continue from the run folder's last checkpoint.")
 @click.option(
     "--force",
@@ -72,14 +139,23 @@ def _prepare_folder(cfg, run_dir: Path, force: bool) -> bool:
 )
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @friendly_errors
-def train(method, split, seed, data_root, preset, recipe, out, sets, resume, force, quiet):
+@click.pass_context
+def train(
+    ctx, method, split, seed, data_root, preset, recipe, out, config_file, sets, from_config, print_config, resume,
+    force, quiet,
+):  # fmt: skip
     """Train and evaluate one run; writes config.json, log.jsonl, cases.csv, metrics.json and weights.
 
     A finished run is never retrained or rewritten: the command says where it is and exits 0 (--force redoes it).
     """
     from sslbench.benchmark.training.trainer import train_run
 
-    cfg = build_config(method, split, seed, preset, parse_sets(sets), data_root, recipe)
+    cfg = resolve_train_config(
+        ctx, method, split, seed, data_root, preset, recipe, config_file, sets, from_config
+    )
+    if print_config:
+        click.echo(printable_config(cfg), nl=False)
+        return
     for note in config_warnings(cfg):
         click.echo(f"warning: {note}", err=True)
     run_dir = writable_dir(out or default_out()) / cfg.run_name()
