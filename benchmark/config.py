@@ -66,6 +66,7 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads (0 = torch's default)
     channels_last: bool = True  # channels-last 3D memory format for the networks (speed only: CPU and CUDA)
     compile: bool = False  # torch.compile each network in place (opt-in: minutes of compilation per run)
+    tensorboard: bool = False  # also write TensorBoard scalars to RUN/tensorboard (the tensorboard extra)
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,7 @@ NON_RESULT_KEYS = frozenset(
         "train.checkpoint_every",
         "train.channels_last",
         "train.compile",
+        "train.tensorboard",
         "data.num_workers",
     }
 )

@@ -44,3 +44,8 @@ class LazyGroup(click.Group):
 @click.version_option(package_name="sslbench")
 def main():
     """sslbench: semi-supervised 3D segmentation methods on LA, one protocol, tables with mean±std."""
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):  # progress and result lines appear at once when written to a file
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(line_buffering=True)

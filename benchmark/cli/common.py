@@ -103,6 +103,11 @@ recipe_option = click.option(
     help="benchmark = every method under one protocol (equal budget); published = each method's own authors' "
     "iterations, lr and batch (recorded in config.json, shown in table captions).",
 )
+tensorboard_option = click.option(
+    "--tensorboard",
+    is_flag=True,
+    help="Also write TensorBoard scalars to RUN/tensorboard (= --set train.tensorboard=true).",
+)
 config_option = click.option(
     "--config",
     "config_file",
@@ -146,7 +151,7 @@ def execution_options(fn):
 
 
 def merged_sets(
-    config_file: Path | None, sets: tuple[str, ...], allow_identity: bool = False
+    config_file: Path | None, sets: tuple[str, ...], allow_identity: bool = False, tensorboard: bool = False
 ) -> tuple[dict, dict]:
     """(identity keys of the config file, its overrides updated with --set): --set wins over the file."""
     from sslbench.benchmark.config import load_config_file, parse_sets, split_identity
@@ -157,4 +162,5 @@ def merged_sets(
             f"--config {config_file}: {', '.join(identity)} are `bench train` keys; this command takes them as "
             "its own options (--methods, --split, --seed-list, --preset, --recipe)"
         )
-    return identity, {**overrides, **parse_sets(sets)}
+    tb = {"train.tensorboard": "true"} if tensorboard else {}
+    return identity, {**overrides, **tb, **parse_sets(sets)}

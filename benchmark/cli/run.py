@@ -23,6 +23,7 @@ from sslbench.benchmark.cli.common import (
     preset_option,
     recipe_option,
     set_option,
+    tensorboard_option,
     writable_dir,
 )
 from sslbench.benchmark.config import NON_RESULT_KEYS, ConfigError, RunConfig, config_warnings
@@ -130,6 +131,19 @@ def results_table(outcomes: list[RunOutcome]) -> str:
     return text_table(header, body)
 
 
+def expanded_methods(configs: list[RunConfig]) -> str:
+    """The methods (and variants) a grid holds, in order; those from installed plugins marked."""
+    from sslbench.methods.registry import get_method
+
+    names = []
+    for cfg in configs:
+        name = cfg.method + (f":{cfg.variant}" if cfg.variant else "")
+        if get_method(cfg.method).source != "builtin":
+            name += f" (plugin {get_method(cfg.method).source})"
+        names.append(name)
+    return ", ".join(dict.fromkeys(names))
+
+
 def data_name(root: str | None) -> str:
     """What a progress or summary line calls the data: the built-in dataset's name, or the folder's."""
     if root is None:
@@ -191,6 +205,7 @@ def _backend_line(backend: str, scheduler: str | None, jobs: int | None, runs_pe
 @preset_option
 @recipe_option
 @config_option
+@tensorboard_option
 @set_option
 @click.option(
     "--out",
@@ -218,6 +233,7 @@ def run(
     preset,
     recipe,
     config_file,
+    tensorboard,
     sets,
     out,
     jobs,
@@ -254,6 +270,8 @@ def run(
     where = _backend_line(backend, scheduler, jobs, runs_per_gpu)
     data = data_name(configs[0].data.root) if configs else "-"
     click.echo(f"sweep: {len(configs)} runs on {data} into {out}  ({where})")
+    if "all" in [m.strip() for m in methods.split(",")]:
+        click.echo(f"--methods all = {expanded_methods(configs)}")
     click.echo(plan_table(configs, out))
     from sslbench.benchmark.sweep.runner import run_sweep, summarize_outcomes
 

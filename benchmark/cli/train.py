@@ -15,6 +15,7 @@ from sslbench.benchmark.cli.common import (
     preset_option,
     recipe_option,
     set_option,
+    tensorboard_option,
     writable_dir,
 )
 from sslbench.benchmark.config import (
@@ -122,6 +123,7 @@ def _nested(sets: dict[str, str]) -> dict[str, dict[str, str]]:
 @recipe_option
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Parent folder of the run folder.")
 @config_option
+@tensorboard_option
 @set_option
 @click.option(
     "--from",
@@ -141,8 +143,8 @@ def _nested(sets: dict[str, str]) -> dict[str, dict[str, str]]:
 @friendly_errors
 @click.pass_context
 def train(
-    ctx, method, split, seed, data_root, preset, recipe, out, config_file, sets, from_config, print_config, resume,
-    force, quiet,
+    ctx, method, split, seed, data_root, preset, recipe, out, config_file, tensorboard, sets, from_config,
+    print_config, resume, force, quiet,
 ):  # fmt: skip
     """Train and evaluate one run; writes config.json, log.jsonl, cases.csv, metrics.json and weights.
 
@@ -150,6 +152,8 @@ def train(
     """
     from sslbench.benchmark.training.trainer import train_run
 
+    if tensorboard:
+        sets = (*sets, "train.tensorboard=true")
     cfg = resolve_train_config(
         ctx, method, split, seed, data_root, preset, recipe, config_file, sets, from_config
     )

@@ -58,6 +58,7 @@ from sslbench.benchmark.training.device import (
 )
 from sslbench.benchmark.training.environment import code_version, environment
 from sslbench.benchmark.training.errors import AlreadyFinished, ExecutionMismatch, RunFailed
+from sslbench.benchmark.training.monitor import Monitor, write_progress_png
 from sslbench.benchmark.training.schedules import lr_at
 from sslbench.benchmark.training.step import WARMUP_STEPS, StepRunner, scalar_outputs
 from sslbench.datasets.batches import TwoStreamBatches, to_tensors
@@ -339,6 +340,7 @@ class Trainer:
             file=sys.stderr,
         )
         passes: dict[str, float] = {}
+        monitor = Monitor(self.out_dir, t.tensorboard)
         log = open(self.out_dir / LOG_FILE, "a")  # noqa: SIM115 (kept open for the whole loop)
         try:
             t_wait = time.perf_counter()
@@ -359,6 +361,7 @@ class Trainer:
                     record["sec_per_iter"] = step_times[-1]
                     log.write(json.dumps(record) + "\n")
                     log.flush()
+                    monitor.log(record)
                     bar.set_postfix(loss=f"{record['loss']:.3f}")
                 if (step + 1) % t.checkpoint_every == 0 and step + 1 < t.iterations:
                     runner.check_finite()
@@ -367,8 +370,10 @@ class Trainer:
             runner.check_finite()
         finally:
             log.close()
+            monitor.close()
             bar.close()
         train_wall = time.perf_counter() - wall0
+        write_progress_png(self.out_dir, self._log_records(), f"{cfg.run_name()} on {self.dataset.name}")
         train_peak = peak_memory_mb(self.device)
         save_torch(
             self.out_dir / WEIGHTS_FILE,
@@ -390,6 +395,19 @@ class Trainer:
         write_json(self.out_dir / METRICS_FILE, metrics)
         ckpt_path.unlink(missing_ok=True)
         return metrics
+
+    def _log_records(self) -> list[dict[str, Any]]:
+        """The run's log.jsonl records (all of them, also those written before a resume)."""
+        path = self.out_dir / LOG_FILE
+        if not path.is_file():
+            return []
+        records = []
+        for line in path.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+        return records
 
     def evaluate(
         self, method: Method, volumes: list | None = None, write: bool = True, into: Path | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,7 +110,15 @@ def run_tables(
                 unique.setdefault(cfg.run_id(), cfg)
     outcomes = []
     if run and unique:
+        from sslbench.benchmark.runs.folder import is_finished
         from sslbench.benchmark.sweep.runner import run_sweep
 
+        reused = sum(is_finished(c, Path(out) / c.run_name()) for c in unique.values())
+        print(
+            f"table plan: {len(unique)} runs for table(s) {', '.join(map(str, numbers))}: {reused} already "
+            f"finished (reused), {len(unique) - reused} to train into {out}",
+            file=sys.stderr,
+            flush=True,
+        )
         outcomes = run_sweep(list(unique.values()), Path(out), **sweep_kwargs)
     return render_plans(plans, out, render_dir, len(seeds), paper_columns), outcomes
