@@ -53,7 +53,19 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:  # exists, owned by another user
         return True
-    return True
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    """A killed process its parent has not reaped yet still answers kill(pid, 0), but holds nothing (Linux).
+
+    Seen with a SIGKILLed Dask worker: the scheduler reschedules its run at once, before the worker is reaped.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 def is_stale(run_dir: Path, owner: dict) -> bool:
