@@ -433,3 +433,43 @@ def test_a_stopped_sweep_says_how_to_resume_and_resumes(sig, tmp_path, finished)
     assert not list(out.rglob(".lock"))  # released on the way out
     (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
     assert (run_dir / "checkpoint.pt").is_file() and not (run_dir / "metrics.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [1.5, 4.0])
+def test_a_sweep_killed_outright_then_rerun_gives_the_uninterrupted_table(delay, tmp_path, finished):
+    """kill -9 of the whole sweep (parent and workers) at some moment, then the same command again: every run
+    finishes, with the numbers of a sweep that was never interrupted (resumed runs continue from checkpoints)."""
+    import signal
+    import time
+
+    data, _ = finished
+    common = [
+        "run", "--methods", "sup,mt", "--split", "4/4", "--seed-list", "1,2", "--data", str(data), "--preset",
+        "smoke", "--jobs", "2", "--quiet", "--set", "train.threads=1", "--set", "train.iterations=60",
+        "--set", "train.checkpoint_every=7",
+    ]  # fmt: skip
+    cmd = [sys.executable, "-c", "from sslbench.benchmark.cli import main; main()"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+    def dice(out: Path) -> dict[str, float]:
+        return {p.parent.name: json.loads(p.read_text())["dice"] for p in out.glob("*/metrics.json")}
+
+    clean = tmp_path / "clean"
+    subprocess.run(
+        [*cmd, *common, "--out", str(clean)], env=env, check=True, capture_output=True, timeout=600
+    )
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([*cmd, *common, "--out", str(killed)], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 120
+    while not list(killed.glob("*/log.jsonl")) and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(delay)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert len(dice(killed)) < len(dice(clean)), "the sweep finished before it was killed: kill it earlier"
+    again = subprocess.run([*cmd, *common, "--out", str(killed)], env=env, capture_output=True, text=True,
+                           timeout=600)  # fmt: skip
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert dice(killed) == dice(clean) and len(dice(clean)) == 4
