@@ -163,3 +163,13 @@ def test_result_files_are_readable_by_the_team(tmp_path):
         os.umask(old)
     for name in ("metrics.json", "cases.csv"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644
+
+
+def test_a_run_records_its_machine_load_and_parameter_counts(tmp_path, tiny_data):
+    """Cost that survives a busy machine: the load around the run (and whether it was contended) and the
+    parameter counts, which no load distorts."""
+    metrics, _, _ = _run(tmp_path, "load", tiny_data, train__threads=1)
+    load, params = metrics["cost"]["machine_load"], metrics["cost"]["parameters"]
+    assert load["cores"] >= 1 and isinstance(load["contended"], bool) and load["threads"] == 1
+    assert load["contended"] == (max(load["load_start"], load["load_end"]) > load["cores"] + 0.5)
+    assert 0 < params["trainable"] < params["total"]  # MT: the teacher's parameters are not trained

@@ -172,6 +172,9 @@ def read_run(run_dir: Path) -> dict:
     for key in COST_KEYS:
         row[key] = float(cost[key]) if cost.get(key) is not None else np.nan
     row["memory_kind"] = cost.get("memory_kind")
+    load = cost.get("machine_load") or {}
+    row["contended"] = load.get("contended")  # timings measured while other work shared the CPUs
+    row["parameters"] = (cost.get("parameters") or {}).get("trainable")
     row["device"] = cost.get("device")
     row["group_key"] = _group_key(row)
     return row
@@ -227,6 +230,8 @@ def collect(results_dir: Path) -> pd.DataFrame:
         "n_empty_pred",
         *COST_KEYS,
         "memory_kind",
+        "contended",
+        "parameters",
         "device",
         "commit",
         "threads",

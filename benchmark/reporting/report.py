@@ -276,7 +276,7 @@ def build_report(results_dir: Path, out_dir: Path | None = None, qualitative: bo
         "Numbers are mean±std over seeds (sample std, ddof=1; a single seed shows `(n=1)`), each seed's value "
         "being the mean over the test cases. Dice and Jaccard in %, HD95 and ASD in voxels and mm. Cost columns "
         "(seconds per iteration, peak memory) are as recorded by each run's machine and only comparable within "
-        "one device; on a shared CPU they are indicative.",
+        "one device; on a shared CPU they are indicative." + _contention_note(runs),
         "",
         "## All experiments",
         "",
@@ -361,6 +361,20 @@ def build_report(results_dir: Path, out_dir: Path | None = None, qualitative: bo
     report = out_dir / "report.md"
     write_text(report, "\n".join(parts).rstrip() + "\n")
     return report
+
+
+def _contention_note(runs: pd.DataFrame) -> str:
+    """How many finished runs were timed under contention (the machine's load above its cores)."""
+    if "contended" not in runs:
+        return ""
+    done = runs[runs["status"] == "done"]
+    flagged = int((done["contended"] == True).sum())  # noqa: E712 (None: not recorded)
+    if not flagged:
+        return ""
+    return (
+        f" {flagged} of {len(done)} finished runs were timed under contention (load above the machine's cores, "
+        "recorded in their metrics.json `cost.machine_load`): their seconds per iteration overstate the cost."
+    )
 
 
 def subsets_markdown(variance: pd.DataFrame) -> str:

@@ -88,3 +88,32 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def machine_load() -> float | None:
+    """The 1-minute load average (runnable processes), or None where the OS does not report it."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def contention(load_start: float | None, load_end: float | None, threads: int) -> dict:
+    """The machine's load around a run, and whether its timings were measured under contention: a load above
+    the usable cores (plus half a core of slack) at the start or the end means other work shared the CPUs."""
+    cores = usable_cores()
+    loads = [v for v in (load_start, load_end) if v is not None]
+    return {
+        "cores": cores,
+        "threads": threads or None,
+        "load_start": load_start,
+        "load_end": load_end,
+        "contended": bool(loads) and max(loads) > cores + 0.5,
+    }
+
+
+def parameter_counts(method) -> dict[str, int]:
+    """Trainable parameters of the method's main optimiser, and every parameter it holds (teachers, DAE...):
+    figures no machine load can distort."""
+    trainable = sum(p.numel() for p in method.trainable_parameters() if p.requires_grad)
+    return {"trainable": int(trainable), "total": int(sum(p.numel() for p in method.parameters()))}

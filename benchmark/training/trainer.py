@@ -48,6 +48,9 @@ from sslbench.benchmark.runs.io import save_torch, write_json, write_text
 from sslbench.benchmark.training.assets import AssetStore
 from sslbench.benchmark.training.device import (
     configure_backends,
+    contention,
+    machine_load,
+    parameter_counts,
     peak_memory_mb,
     reset_peak_memory,
     resolve_device,
@@ -312,9 +315,11 @@ class Trainer:
                 f"{self.out_dir}: already finished; redo it with --force (the old folder is kept)"
             )
         wall0 = time.perf_counter()
+        self._load_start = machine_load()
         seed_everything(cfg.seed, t.deterministic)
         reset_peak_memory(self.device)
         method = self.build_method()
+        self._parameters = parameter_counts(method)
         runner = StepRunner(self, method)
         start, step_times, wait_times = 0, [], []
         ckpt_path = self.out_dir / CHECKPOINT_FILE
@@ -455,6 +460,10 @@ class Trainer:
             "device": str(self.device),
             "device_name": environment(self.device)["device_name"],
             "fast_paths": self.fast_paths,
+            "parameters": self._parameters,
+            "machine_load": contention(
+                getattr(self, "_load_start", None), machine_load(), self.cfg.train.threads
+            ),
         }
 
     # --- checkpoints -----------------------------------------------------------------------------------
