@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from test_method_contract import MemoryCache, tiny_masks
 
 from sslbench.benchmark.config import build_config
 from sslbench.benchmark.training.assets import AssetStore
@@ -345,28 +346,7 @@ def test_dae_network_shapes_and_inits():
     assert not torch.equal(bn_scale, torch.ones_like(bn_scale))  # BN scales too, unlike PyTorch's ones
 
 
-class RecordingCache:
-    """An in-memory `AssetCache` that keeps what `record` receives."""
-
-    def __init__(self):
-        self.assets: dict[str, object] = {}
-        self.info: dict[str, dict] = {}
-
-    def cached(self, kind, key, build):
-        name = f"{kind}:{json.dumps(key, sort_keys=True)}"
-        if name not in self.assets:
-            self.assets[name] = build()
-        return self.assets[name]
-
-    def record(self, kind, info):
-        self.info.setdefault(kind, {}).update(info)
-
-
-def tiny_masks() -> list[np.ndarray]:
-    box = np.zeros((20, 20, 20), dtype=np.uint8)
-    box[5:15, 6:14, 4:16] = 1
-    ball = ((np.indices((20, 20, 20)) - 10) ** 2).sum(axis=0) <= 36
-    return [box, ball.astype(np.uint8)]
+RecordingCache = MemoryCache  # the contract test's in-memory AssetCache (it keeps what `record` receives)
 
 
 def test_a_dae_that_does_not_denoise_is_flagged_and_warns():
