@@ -67,6 +67,8 @@ class TrainConfig:
     channels_last: bool = True  # channels-last 3D memory format for the networks (speed only: CPU and CUDA)
     compile: bool = False  # torch.compile each network in place (opt-in: minutes of compilation per run)
     tensorboard: bool = False  # also write TensorBoard scalars to RUN/tensorboard (the tensorboard extra)
+    val_every: int = 0  # validation Dice every N steps on held-out TRAINING cases (never test); 0 = off
+    val_cases: int = 2  # how many: the last ones of train.list that the split leaves out
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,8 @@ NON_RESULT_KEYS = frozenset(
         "train.channels_last",
         "train.compile",
         "train.tensorboard",
+        "train.val_every",
+        "train.val_cases",
         "data.num_workers",
     }
 )
@@ -416,6 +420,7 @@ def _validate(cfg: RunConfig) -> None:
         ),
         (t.lr_policy in ("step", "cosine", "poly"), "train.lr_policy must be step, cosine or poly"),
         (t.optimizer in ("sgd", "adamw"), "train.optimizer must be sgd or adamw"),
+        (t.val_every >= 0 and t.val_cases >= 1, "train.val_every must be >= 0 and train.val_cases >= 1"),
         (t.rampup in ("staircase", "gaussian"), "train.rampup must be staircase or gaussian"),
         (
             all(p > 0 and p % 16 == 0 for p in d.patch),

@@ -33,3 +33,24 @@ def test_tensorboard_scalars_and_progress_png(tiny_data, tmp_path):
     assert res.exit_code == 0, res.output
     (plain_run,) = list(plain.iterdir())
     assert plain_run.name == run_dir.name and not (plain_run / "tensorboard").exists()
+
+
+def test_validation_dice_on_held_out_training_cases_changes_no_number(tiny_data, tmp_path):
+    from sslbench.benchmark.config import build_config
+    from sslbench.benchmark.training.trainer import train_run
+
+    def run(name, **sets):
+        cfg = build_config("mt", "4/4", 3, "smoke", {"train.threads": "1", **sets}, str(tiny_data))
+        out = tmp_path / name / cfg.run_name()
+        metrics = train_run(cfg, out, progress=False)
+        return cfg, metrics, [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+    cfg_v, with_val, log_v = run("val", **{"train.val_every": "2"})
+    cfg_p, plain, log_p = run("plain")
+    assert cfg_v.run_id() == cfg_p.run_id()  # monitoring is not part of the identity ...
+    assert with_val["dice"] == plain["dice"] and [r["loss"] for r in log_v] == [
+        r["loss"] for r in log_p
+    ]  # ...
+    vals = [r["val_dice"] for r in log_v if "val_dice" in r]  # ... nor of the numbers
+    assert len(vals) == len(log_v) and all(0.0 <= v <= 1.0 for v in vals)
+    assert not any("val_dice" in r for r in log_p)

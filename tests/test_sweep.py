@@ -263,10 +263,13 @@ def test_a_failing_run_is_isolated_recorded_and_resumed(tiny_data, tmp_path, tes
 
 
 def test_assets_are_prepared_once_and_a_failing_prepare_fails_only_its_runs(
-    tiny_data, tmp_path, test_methods
+    tiny_data, tmp_path, test_methods, capsys
 ):
     cfgs = expand_grid("t-asset,t-badprep", ["4/4"], [1, 2], "smoke", SMOKE, str(tiny_data))
     outcomes = run_sweep(cfgs, tmp_path, jobs=1, progress=False)
+    said = capsys.readouterr().err  # the preparations are not silent phases
+    assert "[prepare] t-asset 4/4 s1: building or loading its assets for 2 run(s)" in said
+    assert "[prepare] t-asset 4/4 s1: ready" in said and "[prepare] t-badprep 4/4 s1: failed: " in said
     status = {(o.cfg.method, o.cfg.seed): o for o in outcomes}
     assert status[("t-asset", 1)].status == status[("t-asset", 2)].status == "done"
     assert _Asset.builds == 1  # one build for the split's key ...

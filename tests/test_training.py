@@ -173,3 +173,4 @@ def test_a_run_records_its_machine_load_and_parameter_counts(tmp_path, tiny_data
     assert load["cores"] >= 1 and isinstance(load["contended"], bool) and load["threads"] == 1
     assert load["contended"] == (max(load["load_start"], load["load_end"]) > load["cores"] + 0.5)
     assert 0 < params["trainable"] < params["total"]  # MT: the teacher's parameters are not trained
+    assert metrics["cost"]["flops_per_step"] > 0

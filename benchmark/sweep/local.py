@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import time
 import traceback
 from collections import deque
 from collections.abc import Callable
@@ -100,6 +102,15 @@ def infra_failure(p: PendingRun, what: str, exc: BaseException) -> RunOutcome:
     return record_failure(p.cfg, p.run_dir, what, tb, 0.0)
 
 
+def _asset_name(cfg: RunConfig) -> str:
+    return f"{cfg.method} {cfg.split} s{cfg.seed}"
+
+
+def _say(line: str) -> None:
+    """A progress line on stderr: the asset preparations of a sweep are otherwise silent phases."""
+    print(line, file=sys.stderr, flush=True)
+
+
 def run_local(
     pending: list[PendingRun],
     prepares: dict[str, RunConfig],
@@ -127,6 +138,7 @@ def run_local(
         (waiting.setdefault(p.asset_key, []) if p.asset_key is not None else ready).append(p)
     in_flight: dict[Future, tuple[str, Any, int]] = {}
     retried: dict[str, int] = {}  # asset keys and run folders resubmitted after a worker died
+    started: dict[str, float] = {}  # asset key -> when its preparation was submitted
 
     def submit(fn: Callable, *args: Any) -> Future:
         nonlocal executor
@@ -143,6 +155,9 @@ def run_local(
                     key, cfg = todo.popleft()
                     fut = submit(prepare_task, pin_slot(cfg, devices[slot], threads), progress_runs)
                     in_flight[fut] = ("prepare", key, slot)
+                    started[key] = time.perf_counter()
+                    _say(f"[prepare] {_asset_name(cfg)}: building or loading its assets for "
+                         f"{len(waiting.get(key, []))} run(s)")  # fmt: skip
                 else:
                     p = ready.popleft()
                     fut = submit(
@@ -163,6 +178,11 @@ def run_local(
                             continue
                         error = WORKER_DIED
                     dependents = waiting.pop(payload, [])
+                    took = time.perf_counter() - started.pop(payload, time.perf_counter())
+                    what = _asset_name(prepares[payload])
+                    _say(
+                        f"[prepare] {what}: {'ready' if error is None else 'failed: ' + error} ({took:.0f} s)"
+                    )
                     if error is None:
                         ready.extend(dependents)
                     else:  # its runs fail at once, with the preparation's error

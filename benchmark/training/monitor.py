@@ -62,6 +62,9 @@ def write_progress_png(run_dir: Path, records: list[dict[str, Any]], title: str)
     for key in ("w_unsup", "lr"):
         if key in records[0]:
             ax_w.plot(steps, [r.get(key) for r in records], label=key)
+    val = [(r["step"], r["val_dice"]) for r in records if "val_dice" in r]
+    if val:
+        ax_w.plot(*zip(*val, strict=True), marker="o", label="validation Dice (held-out training cases)")
     ax_w.set_xlabel("step")
     ax_w.legend(fontsize=7)
     fig.suptitle(title, fontsize=9)

@@ -46,6 +46,7 @@ class StepRunner:
         self.method = method
         self.optimizer = build_optimizer(t, method.trainable_parameters())
         self.extra_opts = method.extra_optimizers()
+        self.flops_per_step: int | None = None  # counted on the first step of a run (`count=True`)
         self._unchecked: list[tuple[int, dict[str, torch.Tensor]]] = []
 
     def __call__(self, arrays: dict[str, torch.Tensor], step: int, count: bool = False) -> tuple[dict, dict]:
@@ -57,6 +58,13 @@ class StepRunner:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         passes: dict[str, float] = {}
+        flops = contextlib.ExitStack()
+        if count:
+            # FLOPs of one whole step (forward, backward, the extra optimiser's step), counted once per run:
+            # a cost figure no machine load distorts. The counting slows this step only (a warm-up step).
+            from torch.utils.flop_counter import FlopCounterMode
+
+            counter = flops.enter_context(FlopCounterMode(display=False))
         with contextlib.ExitStack() as stack:
             if count:
                 passes = stack.enter_context(count_passes(self.method))
@@ -74,6 +82,9 @@ class StepRunner:
         self.method.on_after_optimizer_step(step)
         if self.extra_opts:
             out.update(self.method.extra_step(batch, step, cfg.train.iterations, self.extra_opts))
+        flops.close()
+        if count:
+            self.flops_per_step = int(counter.get_total_flops())
         return out, passes
 
     def check_finite(self) -> None:

@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from sslbench.benchmark.config import ConfigError, RunConfig
-from sslbench.benchmark.evaluation.sliding_window import evaluate_cases, summarize_cases
+from sslbench.benchmark.evaluation.sliding_window import evaluate_cases, predict_mask, summarize_cases
 from sslbench.benchmark.runs.folder import (
     CASES_FILE,
     CHECKPOINT_FILE,
@@ -346,6 +346,7 @@ class Trainer:
         )
         passes: dict[str, float] = {}
         monitor = Monitor(self.out_dir, t.tensorboard)
+        val_volumes = self._validation_volumes()
         log = open(self.out_dir / LOG_FILE, "a")  # noqa: SIM115 (kept open for the whole loop)
         try:
             t_wait = time.perf_counter()
@@ -364,6 +365,8 @@ class Trainer:
                     record = {"step": step, "lr": lr_at(cfg, step)}
                     record.update({k: float(v) for k, v in scalar_outputs(out).items()})
                     record["sec_per_iter"] = step_times[-1]
+                    if val_volumes and t.val_every and (step % t.val_every == 0 or step == t.iterations - 1):
+                        record["val_dice"] = self._validation_dice(method, val_volumes)
                     log.write(json.dumps(record) + "\n")
                     log.flush()
                     monitor.log(record)
@@ -373,6 +376,7 @@ class Trainer:
                     self._save_checkpoint(ckpt_path, step + 1, method, runner.optimizer, runner.extra_opts)
                 t_wait = time.perf_counter()
             runner.check_finite()
+            self._flops_per_step = runner.flops_per_step
         finally:
             log.close()
             monitor.close()
@@ -400,6 +404,41 @@ class Trainer:
         write_json(self.out_dir / METRICS_FILE, metrics)
         ckpt_path.unlink(missing_ok=True)
         return metrics
+
+    def _validation_volumes(self) -> list:
+        """The held-out training cases of `train.val_every` (never a test case): the last `train.val_cases` of
+        train.list that the split leaves out; none (and a note) when the split uses every training case."""
+        t = self.cfg.train
+        if not t.val_every:
+            return []
+        used = set(self.labeled_ids) | set(self.unlabeled_ids)
+        spare = [c for c in self.dataset.train_ids if c not in used][-t.val_cases :]
+        if not spare:
+            print(
+                f"note: train.val_every={t.val_every}: split {self.cfg.split} uses every training case of "
+                f"{self.dataset.name}, so there is nothing to validate on (the test set is never used)",
+                file=sys.stderr,
+            )
+        return self.dataset.volumes(spare)
+
+    @torch.no_grad()
+    def _validation_dice(self, method: Method, volumes: list) -> float:
+        """Mean Dice of the current weights on the validation volumes (eval mode; no randomness is consumed)."""
+        from sslbench.benchmark.evaluation.metrics import dice_jaccard
+
+        method.eval()
+        try:
+            scores = [
+                dice_jaccard(
+                    predict_mask(self.predictor(method), v.image, tuple(self.cfg.data.patch), self.cfg.eval,
+                                 self.device),
+                    v.label,
+                )[0]
+                for v in volumes
+            ]  # fmt: skip
+        finally:
+            method.train()
+        return float(np.mean(scores))
 
     def _log_records(self) -> list[dict[str, Any]]:
         """The run's log.jsonl records (all of them, also those written before a resume)."""
@@ -461,6 +500,7 @@ class Trainer:
             "device_name": environment(self.device)["device_name"],
             "fast_paths": self.fast_paths,
             "parameters": self._parameters,
+            "flops_per_step": getattr(self, "_flops_per_step", None),
             "machine_load": contention(
                 getattr(self, "_load_start", None), machine_load(), self.cfg.train.threads
             ),
