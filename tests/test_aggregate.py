@@ -433,3 +433,21 @@ def test_rows_whose_dae_does_not_denoise_carry_a_footnote(tmp_path):
     (row,) = [r for r in build_table(TABLES[1], runs).rows if r["method"] == "lrep"]
     assert row["n_done"] == 3 and "the DAE of 1 of its runs does not denoise" in row["note"]
     assert "does not denoise" in to_markdown(build_table(TABLES[1], runs))
+
+
+def test_the_cost_plot_uses_bench_perf_measurements_when_present(results, tmp_path):
+    from sslbench.benchmark.reporting import figures
+    from sslbench.benchmark.reporting.report import perf_costs
+
+    summary = summarize_runs(collect(results))
+    own = figures.dice_vs_cost(summary, tmp_path / "own")
+    assert "runs' own median" in own.description
+    perf = tmp_path / "perf.json"
+    perf.write_text(
+        json.dumps({"rows": [{"method": "mt", "ms_per_iter": 90.0}, {"method": "uamt", "error": "x"}]})
+    )
+    costs = perf_costs(perf)
+    assert costs == {"mt": 0.09}
+    measured = figures.dice_vs_cost(summary, tmp_path / "perf", costs)
+    assert "`bench perf` measurements (perf.json) for 1 of" in measured.description
+    assert (tmp_path / "perf" / "dice_vs_cost.png").is_file()

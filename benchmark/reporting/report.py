@@ -9,6 +9,7 @@ page says why.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -323,7 +324,7 @@ def build_report(results_dir: Path, out_dir: Path | None = None, qualitative: bo
     shown, left_out = focus(summary)
     made = [
         figures.distributions(cases, shown, fig_dir),
-        figures.dice_vs_cost(shown, fig_dir),
+        figures.dice_vs_cost(shown, fig_dir, perf_costs(results_dir / "perf.json")),
         figures.training_curves(logs, shown, fig_dir),
     ]
     for fig in made:
@@ -361,6 +362,18 @@ def build_report(results_dir: Path, out_dir: Path | None = None, qualitative: bo
     report = out_dir / "report.md"
     write_text(report, "\n".join(parts).rstrip() + "\n")
     return report
+
+
+def perf_costs(path: Path) -> dict[str, float] | None:
+    """method -> seconds per iteration from a `bench perf --json` output saved beside the runs, if any."""
+    if not path.is_file():
+        return None
+    try:
+        report = json.loads(path.read_text())
+        return {r["method"]: r["ms_per_iter"] / 1000.0 for r in report["rows"] if r.get("ms_per_iter")}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"warning: {path}: not a `bench perf --json` report ({exc}); using the runs' own timings")
+        return None
 
 
 def _contention_note(runs: pd.DataFrame) -> str:
