@@ -451,3 +451,6 @@ def test_the_cost_plot_uses_bench_perf_measurements_when_present(results, tmp_pa
     measured = figures.dice_vs_cost(summary, tmp_path / "perf", costs)
     assert "`bench perf` measurements (perf.json) for 1 of" in measured.description
     assert (tmp_path / "perf" / "dice_vs_cost.png").is_file()
+    assert figures.data_label(summary) == "data: synthetic-la"  # every figure is stamped with its data
+    busy = summary.assign(n_contended=[1] + [0] * (len(summary) - 1))
+    assert "Hatched markers" in figures.dice_vs_cost(busy, tmp_path / "busy").description

@@ -352,6 +352,8 @@ def summarize_runs(df: pd.DataFrame) -> pd.DataFrame:
         row["peak_memory_mb"] = float(done["peak_memory_mb"].mean()) if len(done) else np.nan
         row["forward_passes"] = float(done["forward_passes_total"].mean()) if len(done) else np.nan
         row["memory_kind"] = next((m for m in done["memory_kind"] if m), None)
+        # runs whose timings were taken while other work shared the CPUs (cost.machine_load.contended)
+        row["n_contended"] = int((done["contended"] == True).sum()) if "contended" in done else 0  # noqa: E712
         row["group_key"] = key
         row["settings"] = first["settings"]
         row["run_dirs"] = list(runs["run_dir"])

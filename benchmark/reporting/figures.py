@@ -198,6 +198,11 @@ def dice_vs_cost(summary: pd.DataFrame, out_dir: Path, perf: dict[str, float] | 
         )
     else:
         fig_rec.description += " Cost axis: each experiment's runs' own median seconds per iteration."
+    if summary.get("n_contended", pd.Series(dtype=int)).fillna(0).astype(int).sum():
+        fig_rec.description += (
+            " Hatched markers: experiments with runs timed under contention (the machine's load above its "
+            "cores), whose cost is overstated."
+        )
     data = summary.dropna(subset=["sec_per_iter", "dice_mean"])
     if data.empty:
         fig_rec.skipped = "no finished run recorded its cost (metrics.json cost.sec_per_iter_median)"
@@ -226,6 +231,7 @@ def dice_vs_cost(summary: pd.DataFrame, out_dir: Path, perf: dict[str, float] | 
             edgecolor="black",
             linewidth=0.6,
             marker="o" if k else "s",
+            hatch="////" if g.get("n_contended", 0) else None,
             zorder=3,
         )
     ax.set_xlim(left=0, right=data["sec_per_iter"].max() * 1.35)
