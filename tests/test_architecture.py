@@ -94,3 +94,18 @@ def test_the_registry_holds_the_metadata_tables_need():
     names = [m.name for m in list_methods()]
     assert names[:7] == ["sup", "mt", "sassnet", "dct", "uamt", "urpc", "lrep"]  # the seed paper's row order
     assert method_rank("a-removed-plugin") > method_rank("lrep")
+
+
+def test_every_package_folder_is_installed():
+    """pyproject lists packages one by one (the namespace mapping needs it): a new sub-package must be listed, or
+    a non-editable install silently lacks it (a method's sub-package would vanish from `bench methods`)."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(project["packages"])
+    found = {
+        ".".join([PACKAGES[init.relative_to(ROOT).parts[0]], *init.relative_to(ROOT).parts[1:-1]])
+        for folder in PACKAGES
+        for init in (ROOT / folder).rglob("__init__.py")
+    }
+    assert found == listed

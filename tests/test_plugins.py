@@ -107,6 +107,10 @@ def test_readme_example_dropped_into_the_algorithms_folder(installed_copy, tiny_
         listing = _bench(installed_copy, "methods", cwd=tmp_path)
         assert listing.returncode == 0, listing.stderr
         assert re.search(r"^entmin\s+-\s+consistency", listing.stdout, re.M), listing.stdout
+        from sslbench.methods.registry import list_methods
+
+        for info in list_methods():  # every built-in method made it into the installed copy
+            assert re.search(rf"^{info.name}\s", listing.stdout, re.M), (info.name, listing.stdout)
         where = _bench(installed_copy, "--version", cwd=tmp_path)  # the copy answers, not the checkout
         assert where.returncode == 0, where.stderr
         run = _bench(
