@@ -48,7 +48,7 @@ def resolve_workers(num_workers: int, device: torch.device, threads: int = 0) ->
     """`data.num_workers`, where -1 means auto: 0 on CPU, min(4, cores) on CUDA.
 
     On a CPU-only machine loader workers take cores from the training threads (measured on 2 cores: no faster,
-    see the perf notes in benchmark/perf.py); on a GPU machine they build the next batches while the GPU trains.
+    see the perf notes in benchmark/perf/timing.py); on a GPU machine they build the next batches while the GPU trains.
     `threads` (`train.threads`, set by sweeps that pack several runs on one machine) caps the cores counted.
     """
     if num_workers >= 0:

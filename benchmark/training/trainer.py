@@ -5,7 +5,7 @@ A run folder holds: config.json (resolved config, code version, environment, spl
 weights), cases.csv (per-case metrics) and metrics.json (written last: its presence means the run finished).
 
 metrics.json's `cost` block: median and p90 seconds per step after WARMUP_STEPS (synchronised on CUDA), the
-data-loading wait, forward passes per network (benchmark/passes.py), peak memory of training and of evaluation
+data-loading wait, forward passes per network (benchmark/training/passes.py), peak memory of training and of evaluation
 (CUDA max allocated, or the process's peak RSS on CPU), inference and metric seconds per test volume, setup /
 loop / evaluation / total wall times, and the fast paths in effect (bf16 autocast and cuDNN autotuning on CUDA,
 channels-last 3D, torch.compile, sliding-window batch, loader workers).

@@ -55,7 +55,7 @@ class LabelDAE(nn.Module):
         init: "pytorch" (PyTorch's default initialisation) or "authors" (`authors_init_`). The paper says nothing;
             the authors' uniform init makes every conv weight about 5x larger than PyTorch's, which shrinks the
             effective step of the BN-followed convs about 25x: their 50k iterations absorb it, a short schedule
-            does not (see lrep.py).
+            does not (see methods/algorithms/lrep/__init__.py).
     """
 
     def __init__(
