@@ -4,7 +4,7 @@ Protocol, per method: the run config of the chosen preset (split 8/72, or 8/0 fo
 the dataset's size), the method built as in a real run (prepared assets included, fast paths as configured),
 `warmup` training steps that are not timed (allocator, cuDNN autotuning), then `iters` timed steps through the
 trainer's own `StepRunner` (synchronised on CUDA). Reported: the median and p90 step time, the data-loading wait,
-the forward passes counted by `benchmark/training/passes.py` (per network, so "passes per unlabeled volume" is their sum:
+the forward passes counted by `training/passes.py` (per network, so "passes per unlabeled volume" is their sum:
 MT 2, UA-MT 2 + 8, lrep 2 + 1), the volumes pushed through the networks per step, the peak memory over the
 training steps, and the sliding-window evaluation of a few test volumes after one warm-up batch of windows.
 
