@@ -15,6 +15,7 @@ def test_tensorboard_scalars_and_progress_png(tiny_data, tmp_path):
     args = ["train", "--method", "mt", "--split", "4/4", "--preset", "smoke", "--data", str(tiny_data)]
     res = CliRunner().invoke(main, [*args, "--out", str(tmp_path), "--tensorboard", "--quiet"])
     assert res.exit_code == 0, res.output
+    assert f"on {tiny_data.name}: Dice" in res.output  # the summary line names the data
     (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     assert (run_dir / "progress.png").stat().st_size > 2_000
     events = EventAccumulator(str(run_dir / "tensorboard"))

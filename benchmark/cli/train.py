@@ -150,6 +150,7 @@ def train(
 
     A finished run is never retrained or rewritten: the command says where it is and exits 0 (--force redoes it).
     """
+    from sslbench.benchmark.cli.run import data_name
     from sslbench.benchmark.training.trainer import train_run
 
     if tensorboard:
@@ -172,7 +173,7 @@ def train(
     metrics = train_run(cfg, run_dir, progress=not quiet, resume=resume)
     cost = metrics["cost"]
     click.echo(
-        f"{cfg.method} {cfg.split} seed {cfg.seed}: Dice {100 * metrics['dice']:.2f}%  "
+        f"{cfg.method} {cfg.split} seed {cfg.seed} on {data_name(cfg.data.root)}: Dice {100 * metrics['dice']:.2f}%  "
         f"Jaccard {100 * metrics['jaccard']:.2f}%  HD95 {metrics['hd95_vox']:.2f} vox ({metrics['hd95_mm']:.2f} mm)  "
         f"ASD {metrics['asd_vox']:.2f} vox  | {cost['sec_per_iter_median']:.3f} s/iter, "
         f"{cost['total_wall_s']:.0f} s total"
