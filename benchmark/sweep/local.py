@@ -17,6 +17,9 @@ from sslbench.benchmark.runs.folder import RunOutcome, record_failure
 from sslbench.benchmark.sweep.tasks import prepare_task, run_task
 
 WORKER_DEATH_RETRIES = 1  # resubmissions of a task whose worker process died
+# How long an idle worker waits for work before loky stops it. Longer than a run: with 60 s, a worker idle while
+# the other finished a long run (CAML at the quick preset) was stopped, and loky warned about it mid-sweep.
+IDLE_WORKER_S = 900
 
 
 WORKER_DIED = "worker process died (killed, out of memory, or crashed)"
@@ -128,7 +131,7 @@ def run_local(
 
         # numpy/scipy in the evaluation read these; torch gets `train.threads`.
         env = {v: str(threads) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
-        executor = get_reusable_executor(max_workers=len(devices), env=env, reuse=True, timeout=60)
+        executor = get_reusable_executor(max_workers=len(devices), env=env, reuse=True, timeout=IDLE_WORKER_S)
 
     free = list(range(len(devices)))
     todo = deque(prepares.items())
@@ -144,7 +147,9 @@ def run_local(
         nonlocal executor
         if not isinstance(executor, _InlineExecutor):
             # A killed worker breaks the pool; the reusable executor hands out a fresh one.
-            executor = get_reusable_executor(max_workers=len(devices), env=env, reuse=True, timeout=60)
+            executor = get_reusable_executor(
+                max_workers=len(devices), env=env, reuse=True, timeout=IDLE_WORKER_S
+            )
         return executor.submit(fn, *args)
 
     try:
