@@ -174,3 +174,42 @@ def test_a_run_records_its_machine_load_and_parameter_counts(tmp_path, tiny_data
     assert load["contended"] == (max(load["load_start"], load["load_end"]) > load["cores"] + 0.5)
     assert 0 < params["trainable"] < params["total"]  # MT: the teacher's parameters are not trained
     assert metrics["cost"]["flops_per_step"] > 0
+
+
+class _Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize("method", ["caml", "admt", "crossmatch", "unimatch", "bcp", "lrep"])
+def test_stateful_methods_resume_exactly_from_a_trainer_checkpoint(method, tmp_path, tiny_data, monkeypatch):
+    """Memory banks, alternation schedules, method-owned random streams and teachers are all in the checkpoint:
+    a run interrupted after its step-3 checkpoint and resumed gives the uninterrupted run's losses and metrics."""
+    from sslbench.benchmark.training.step import StepRunner
+
+    sets = {
+        "train.iterations": "6",
+        "train.checkpoint_every": "3",
+        "train.threads": "1",
+    }
+    if method == "lrep":
+        sets["lrep.dae_iterations"] = "2"  # the DAE's quality does not matter here
+    cfg = build_config(method, "4/4", 1337, "smoke", sets, str(tiny_data))
+    full = train_run(cfg, tmp_path / "full", progress=False)
+    full_log = [json.loads(line) for line in (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
+
+    real = StepRunner.__call__
+
+    def stop_at_4(self, arrays, step, count=False):
+        if step == 4:
+            raise _Interrupt
+        return real(self, arrays, step, count)
+
+    monkeypatch.setattr(StepRunner, "__call__", stop_at_4)
+    with pytest.raises(_Interrupt):
+        train_run(cfg, tmp_path / "cut", progress=False)
+    monkeypatch.setattr(StepRunner, "__call__", real)
+    resumed = train_run(cfg, tmp_path / "cut", progress=False, resume=True)
+    log = [json.loads(line) for line in (tmp_path / "cut" / "log.jsonl").read_text().splitlines()]
+    assert resumed["resumed_from_step"] == 3
+    assert [r["loss"] for r in log] == [r["loss"] for r in full_log]
+    assert resumed["dice"] == full["dice"]
