@@ -152,6 +152,11 @@ class Trainer:
     """
 
     def __init__(self, cfg: RunConfig, out_dir: Path, progress: bool = True):
+        # What `run` measures for the cost block of metrics.json: the load at its start, the method's parameter
+        # counts and the FLOPs of its first step.
+        self._load_start: float | None = None
+        self._parameters: dict[str, int] = {}
+        self._flops_per_step: int | None = None
         self.cfg = cfg
         self.out_dir = Path(out_dir)
         self.progress = progress
@@ -500,10 +505,8 @@ class Trainer:
             "device_name": environment(self.device)["device_name"],
             "fast_paths": self.fast_paths,
             "parameters": self._parameters,
-            "flops_per_step": getattr(self, "_flops_per_step", None),
-            "machine_load": contention(
-                getattr(self, "_load_start", None), machine_load(), self.cfg.train.threads
-            ),
+            "flops_per_step": self._flops_per_step,
+            "machine_load": contention(self._load_start, machine_load(), self.cfg.train.threads),
         }
 
     # --- checkpoints -----------------------------------------------------------------------------------
