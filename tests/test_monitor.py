@@ -55,3 +55,30 @@ def test_validation_dice_on_held_out_training_cases_changes_no_number(tiny_data,
     vals = [r["val_dice"] for r in log_v if "val_dice" in r]  # ... nor of the numbers
     assert len(vals) == len(log_v) and all(0.0 <= v <= 1.0 for v in vals)
     assert not any("val_dice" in r for r in log_p)
+
+
+def test_learning_curve_on_the_test_set_changes_no_number(tiny_data, tmp_path):
+    from sslbench.benchmark.config import ConfigError, build_config
+    from sslbench.benchmark.training.trainer import train_run
+
+    def run(name, **sets):
+        cfg = build_config("mt", "4/4", 5, "smoke", {"train.threads": "1", **sets}, str(tiny_data))
+        out = tmp_path / name / cfg.run_name()
+        metrics = train_run(cfg, out, progress=False)
+        return cfg, metrics, [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+    cfg_c, with_curve, log_c = run("curve", **{"train.curve_every": "4"})
+    cfg_p, plain, log_p = run("plain")
+    assert cfg_c.run_id() == cfg_p.run_id()
+    assert with_curve["dice"] == plain["dice"] and [r["loss"] for r in log_c] == [r["loss"] for r in log_p]
+    curve = {r["step"]: r["test_dice_curve"] for r in log_c if "test_dice_curve" in r}
+    assert sorted(curve) == [0, 4, 5]  # every 4th step and the last one
+    # the last point is the final weights on the test set, only with non-overlapping windows: close to, not
+    # necessarily equal to, the reported Dice
+    assert all(0.0 <= v <= 1.0 for v in curve.values())
+    try:
+        build_config("mt", "4/4", 5, "smoke", {"train.curve_every": "3"}, str(tiny_data))
+    except ConfigError as exc:
+        assert "train.curve_every 3" in str(exc) and "log_every" in str(exc)
+    else:
+        raise AssertionError("curve_every that is not a multiple of log_every was accepted")

@@ -65,6 +65,9 @@ def write_progress_png(run_dir: Path, records: list[dict[str, Any]], title: str)
     val = [(r["step"], r["val_dice"]) for r in records if "val_dice" in r]
     if val:
         ax_w.plot(*zip(*val, strict=True), marker="o", label="validation Dice (held-out training cases)")
+    curve = [(r["step"], r["test_dice_curve"]) for r in records if "test_dice_curve" in r]
+    if curve:
+        ax_w.plot(*zip(*curve, strict=True), marker=".", label="test Dice (learning curve, cheap stride)")
     ax_w.set_xlabel("step")
     ax_w.legend(fontsize=7)
     fig.suptitle(title, fontsize=9)

@@ -352,6 +352,7 @@ class Trainer:
         passes: dict[str, float] = {}
         monitor = Monitor(self.out_dir, t.tensorboard)
         val_volumes = self._validation_volumes()
+        curve_volumes = self.dataset.volumes(self.dataset.test_ids) if t.curve_every else []
         log = open(self.out_dir / LOG_FILE, "a")  # noqa: SIM115 (kept open for the whole loop)
         try:
             t_wait = time.perf_counter()
@@ -372,6 +373,10 @@ class Trainer:
                     record["sec_per_iter"] = step_times[-1]
                     if val_volumes and t.val_every and (step % t.val_every == 0 or step == t.iterations - 1):
                         record["val_dice"] = self._validation_dice(method, val_volumes)
+                    if curve_volumes and (step % t.curve_every == 0 or step == t.iterations - 1):
+                        record["test_dice_curve"] = self._validation_dice(
+                            method, curve_volumes, self._curve_eval()
+                        )
                     log.write(json.dumps(record) + "\n")
                     log.flush()
                     monitor.log(record)
@@ -426,17 +431,23 @@ class Trainer:
             )
         return self.dataset.volumes(spare)
 
+    def _curve_eval(self):
+        """The learning curve's cheap sliding window: non-overlapping windows (stride = the patch)."""
+        patch = self.cfg.data.patch
+        return replace(self.cfg.eval, stride_xy=min(patch[0], patch[1]), stride_z=patch[2])
+
     @torch.no_grad()
-    def _validation_dice(self, method: Method, volumes: list) -> float:
-        """Mean Dice of the current weights on the validation volumes (eval mode; no randomness is consumed)."""
+    def _validation_dice(self, method: Method, volumes: list, eval_cfg=None) -> float:
+        """Mean Dice of the current weights on `volumes` (eval mode; no randomness is consumed, so the run's
+        numbers are those of a run without it)."""
         from sslbench.benchmark.evaluation.metrics import dice_jaccard
 
         method.eval()
         try:
             scores = [
                 dice_jaccard(
-                    predict_mask(self.predictor(method), v.image, tuple(self.cfg.data.patch), self.cfg.eval,
-                                 self.device),
+                    predict_mask(self.predictor(method), v.image, tuple(self.cfg.data.patch),
+                                 eval_cfg or self.cfg.eval, self.device),
                     v.label,
                 )[0]
                 for v in volumes
