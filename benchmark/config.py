@@ -30,7 +30,9 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class DataConfig:
     root: str | None = None  # None = the built-in synthetic LA-like dataset (generated once, cached)
-    spacing: float | None = None  # mm; None = from the dataset (dataset.json, else the LA convention)
+    # mm, one number (isotropic) or x,y,z; None = what the data says (dataset.json, the NIfTI headers, or the LA
+    # convention for an LA folder without metadata). Only distances in mm depend on it.
+    spacing: float | tuple[float, float, float] | None = None
     patch: tuple[int, int, int] = (112, 112, 80)  # training crop = sliding-window patch (UA-MT)
     num_workers: int = -1  # loader processes: -1 = auto (0 on CPU, min(4, cores) on CUDA), 0 = in-process
     subset: int = (
@@ -422,8 +424,11 @@ def _validate(cfg: RunConfig) -> None:
             f"train.device {t.device!r}: expected auto, cpu, cuda or cuda:N",
         ),
         (
-            d.spacing is None or (_finite(d.spacing) and d.spacing > 0),
-            f"data.spacing {d.spacing}: expected a positive number of mm (or none: from the dataset)",
+            d.spacing is None
+            or all(
+                _finite(v) and v > 0 for v in (d.spacing if isinstance(d.spacing, tuple) else (d.spacing,))
+            ),
+            f"data.spacing {d.spacing}: expected a positive number of mm, or three (x,y,z), or none (the data's)",
         ),
         (t.lr_policy in ("step", "cosine", "poly"), "train.lr_policy must be step, cosine or poly"),
         (t.optimizer in ("sgd", "adamw"), "train.optimizer must be sgd or adamw"),

@@ -1,4 +1,5 @@
-"""Validate an LA-layout dataset folder and list every problem, one readable line each.
+"""Validate an LA-layout dataset folder (the la-h5 reader's check; `readers.check_report` picks the reader)
+ and list every problem, one readable line each.
 
 `la.read_case` stops at the first problem of the case it is reading, in the middle of a run; this walks the whole
 folder up front so that a user fixes everything in one go. Each h5 file is opened once.
@@ -13,7 +14,16 @@ import h5py
 import numpy as np
 
 from sslbench.datasets.errors import DatasetError
-from sslbench.datasets.la import CASES_DIR, H5_NAME, case_path, list_problems, read_metadata, safe_case_id
+from sslbench.datasets.la import (
+    CASES_DIR,
+    H5_NAME,
+    case_path,
+    class_names_of,
+    expected_values,
+    list_problems,
+    read_metadata,
+    safe_case_id,
+)
 
 
 @dataclass
@@ -55,7 +65,7 @@ def _read_list(path: Path, problems: list[str]) -> list[str]:
     return ids
 
 
-def _check_case(path: Path, problems: list[str], report: CheckReport) -> None:
+def _check_case(path: Path, problems: list[str], report: CheckReport, n_classes: int = 2) -> None:
     """Check one h5 file: keys, dtypes, shapes, label values and finiteness."""
     try:
         with h5py.File(path, "r") as f:
@@ -95,14 +105,15 @@ def _check_case(path: Path, problems: list[str], report: CheckReport) -> None:
         problems.append(f"{path}: cannot read the h5 file, corrupt or truncated? ({exc})")
         return
     values = np.unique(label)
-    if not np.isin(values, (0, 1)).all():
-        shown = values[~np.isin(values, (0, 1))][:5].tolist()
-        problems.append(f"{path}: label has values {shown} (expected only 0 and 1)")
+    allowed = np.arange(n_classes)
+    if not np.isin(values, allowed).all():
+        shown = values[~np.isin(values, allowed)][:5].tolist()
+        problems.append(f"{path}: label has values {shown} (expected only {expected_values(n_classes)})")
     n_bad = int(np.size(image) - np.count_nonzero(np.isfinite(image)))
     if n_bad:
         problems.append(f"{path}: image has {n_bad} NaN or inf voxels (expected finite values)")
     report.shapes.append(tuple(image.shape))
-    report.fg_fractions.append(float(np.count_nonzero(label == 1)) / max(1, label.size))
+    report.fg_fractions.append(float(np.count_nonzero(label > 0)) / max(1, label.size))
 
 
 def check_report(root: Path) -> CheckReport:
@@ -121,9 +132,12 @@ def check_report(root: Path) -> CheckReport:
     report.n_train, report.n_test = len(set(train)), len(set(test))
     problems += list_problems(root, train, test)
     meta = root / "dataset.json"
+    n_classes = 2
     try:
-        if meta.is_file() and "spacing_mm" not in read_metadata(root):
+        data = read_metadata(root)
+        if meta.is_file() and "spacing_mm" not in data:
             problems.append(f"{meta}: no 'spacing_mm' (expected a JSON object with a numeric 'spacing_mm')")
+        n_classes = len(class_names_of(data, str(meta)))
     except DatasetError as exc:
         problems.append(str(exc))
     if not cases.is_dir():
@@ -138,7 +152,7 @@ def check_report(root: Path) -> CheckReport:
         elif not path.is_file():
             problems.append(f"{path}: missing (expected the h5 file of '{case_id}' listed in {which})")
         else:
-            _check_case(path, problems, report)
+            _check_case(path, problems, report, n_classes)
     return report
 
 

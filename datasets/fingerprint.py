@@ -1,4 +1,4 @@
-"""A content fingerprint of an LA-layout data folder: what `data.fingerprint` (and so the run id) records.
+"""A content fingerprint of a data folder: what `data.fingerprint` (and so the run id) records.
 
 A changed h5 file under the same path must give a new run id, or a table would mix numbers of two datasets
 under one name. The fingerprint hashes the list files, dataset.json and every listed case's h5 file (size and
@@ -52,12 +52,15 @@ def _listed_ids(root: Path) -> list[str]:
 
 
 def data_fingerprint(root: str | Path) -> str:
-    """12 hex digits identifying the content of the data folder `root` (lists, metadata, listed cases)."""
-    from sslbench.datasets.la import case_path, safe_case_id
+    """12 hex digits identifying the content of the data folder `root` (its reader's content files: for the LA
+    layout the lists, dataset.json and every listed case)."""
+    from sslbench.datasets.errors import DatasetError
+    from sslbench.datasets.readers import reader_for
 
     root = Path(root)
-    parts = [[name, file_digest(root / name)] for name in LIST_FILES]
-    for case_id in _listed_ids(root):
-        digest = file_digest(case_path(root, case_id)) if safe_case_id(case_id) else "unsafe-id"
-        parts.append([case_id, digest])
+    try:
+        files = reader_for(root).content_files(root)
+    except DatasetError:  # not a dataset folder: the readers report it; hash what an LA folder would hold
+        files = [(name, root / name) for name in LIST_FILES]
+    parts = [[name, file_digest(path) if path is not None else "unsafe-id"] for name, path in files]
     return hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:12]

@@ -121,6 +121,9 @@ class Method(nn.Module):
     contract_config: ClassVar[dict[str, Any]] = {}
     #: networks whose forward passes are not inference passes (e.g. a discriminator); excluded from pass counts.
     auxiliary_networks: ClassVar[tuple[str, ...]] = ()
+    #: why the method handles two classes only (None: any number of classes); a dataset with more is refused
+    #: with this reason before anything is trained.
+    binary_only: ClassVar[str | None] = None
 
     def __init__(self, cfg: Any, ctx: MethodContext):
         super().__init__()

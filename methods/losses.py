@@ -14,6 +14,15 @@ def dice_loss_fg(prob_fg: torch.Tensor, target: torch.Tensor, smooth: float = 1e
     return 1.0 - (2.0 * inter + smooth) / (denom + smooth)
 
 
+def dice_loss_foreground(prob: torch.Tensor, target: torch.Tensor, smooth: float = 1e-5) -> torch.Tensor:
+    """The mean over foreground classes 1..C-1 of `dice_loss_fg(prob[:, c], target == c)`; for two classes it is
+    exactly UA-MT's `dice_loss_fg(prob[:, 1], target)` (the same float operations)."""
+    n_classes = prob.shape[1]
+    if n_classes == 2:
+        return dice_loss_fg(prob[:, 1], target)
+    return torch.stack([dice_loss_fg(prob[:, c], target == c, smooth) for c in range(1, n_classes)]).mean()
+
+
 def dice_loss_all_classes(prob: torch.Tensor, target: torch.Tensor, smooth: float = 1e-5) -> torch.Tensor:
     """SSL4MIS DiceLoss: the squared-denominator Dice per class (background included), averaged over classes."""
     n_classes = prob.shape[1]
@@ -23,9 +32,10 @@ def dice_loss_all_classes(prob: torch.Tensor, target: torch.Tensor, smooth: floa
 
 
 def ce_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """0.5 (CE + Dice_fg) on 2-class logits (B, 2, ...) and integer targets (B, ...)."""
+    """0.5 (CE + Dice_fg) on C-class logits (B, C, ...) and integer targets (B, ...); Dice_fg is the mean
+    foreground Dice (`dice_loss_foreground`: UA-MT's for two classes)."""
     ce = F.cross_entropy(logits, target.long())
-    dice = dice_loss_fg(torch.softmax(logits, dim=1)[:, 1], target)
+    dice = dice_loss_foreground(torch.softmax(logits, dim=1), target)
     return 0.5 * (ce + dice)
 
 

@@ -58,7 +58,7 @@ def synth(
 @click.argument("root", type=click.Path(path_type=Path))
 def check(root: Path) -> None:
     """Validate a dataset folder; exit status 2 if anything is wrong."""
-    from sslbench.datasets.check import check_report
+    from sslbench.datasets.readers import check_report
 
     report = check_report(root)
     if report.problems:

@@ -57,9 +57,16 @@ def predict_run(
     predictor = run.trainer.predictor(run.method)
     for case_id in tqdm(ids, desc="predict", leave=False, disable=not progress):
         vol = dataset.volume(case_id)
-        mask = predict_mask(predictor, vol.image, tuple(cfg.data.patch), cfg.eval, run.trainer.device)
+        mask = predict_mask(
+            predictor,
+            vol.image,
+            tuple(cfg.data.patch),
+            cfg.eval,
+            run.trainer.device,
+            len(dataset.class_names),
+        )
         path = out_dir / f"{case_id}.nii.gz"
-        write_nifti(path, mask, (dataset.spacing,) * 3)
+        write_nifti(path, mask, tuple(dataset.spacing))
         written.append(path)
     write_json(
         out_dir / "predictions.json",

@@ -117,12 +117,13 @@ def evaluate_cases(
     volumes: list,
     patch: tuple[int, int, int],
     eval_cfg,
-    spacing: float,
+    spacing,
     device: torch.device | str = "cpu",
     n_classes: int = 2,
     progress: bool = False,
 ) -> pd.DataFrame:
-    """One row per case: metrics, flags, seconds of inference (`infer_s`) and of metric computation."""
+    """One row per case: metrics (per class too when `n_classes` > 2), flags, seconds of inference (`infer_s`)
+    and of metric computation. `spacing`: mm, one number or (x, y, z)."""
     from tqdm.auto import tqdm
 
     rows = []
@@ -130,7 +131,10 @@ def evaluate_cases(
         t0 = time.perf_counter()
         pred = predict_mask(predict, vol.image, patch, eval_cfg, device, n_classes)
         t1 = time.perf_counter()
-        row = {"case": vol.case_id, **case_metrics(pred, vol.label, spacing, eval_cfg.empty_policy)}
+        row = {
+            "case": vol.case_id,
+            **case_metrics(pred, vol.label, spacing, eval_cfg.empty_policy, n_classes),
+        }
         row["infer_s"] = t1 - t0
         row["metric_s"] = time.perf_counter() - t1
         rows.append(row)
@@ -140,6 +144,8 @@ def evaluate_cases(
 def summarize_cases(cases: pd.DataFrame) -> dict:
     """Mean of each metric over cases, plus counts of flagged cases and the evaluation cost per volume."""
     out = {f"{m}": float(cases[m].mean()) for m in METRIC_COLUMNS}
+    # the per-class means of a multi-class dataset (dice_1, hd95_mm_2, ...), after the plain means
+    out.update({c: float(cases[c].mean()) for c in cases.columns if c.rsplit("_", 1)[0] in METRIC_COLUMNS})
     out["n_cases"] = int(len(cases))
     out["n_empty_pred"] = int(cases["empty_pred"].sum())
     out["n_empty_label"] = int(cases["empty_label"].sum())

@@ -136,7 +136,8 @@ def read_run(run_dir: Path) -> dict:
             k_inferences=info.get("k_inferences"),
             family=info.get("family"),
             dataset=dataset.get("name"),
-            spacing_mm=dataset.get("spacing_mm"),
+            # older runs recorded one number, newer ones (x, y, z): one number when isotropic, else "0.7x0.7x2.5"
+            spacing_mm=_spacing_value(dataset.get("spacing_mm")),
             n_train=dataset.get("n_train"),
             n_test=dataset.get("n_test"),
             settings=flatten_config(config),
@@ -453,3 +454,12 @@ def p_marker(p: float) -> str:
     if p is None or _isnan(p):
         return "—"
     return "<0.001*" if p < 0.001 else f"{p:.3f}{'*' if p < 0.05 else ''}"
+
+
+def _spacing_value(spacing):
+    from sslbench.datasets.base import spacing_text
+
+    if spacing is None:
+        return None
+    text = spacing_text(spacing)
+    return float(text) if "x" not in text else text

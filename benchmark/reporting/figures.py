@@ -447,8 +447,11 @@ def _predict_slice(run_dir: Path, case_id: str):
     run = load_run(run_dir, device="cuda" if torch.cuda.is_available() else "cpu")
     cfg, trainer, method = run.cfg, run.trainer, run.method
     vol = trainer.dataset.volume(case_id)
-    pred = predict_mask(trainer.predictor(method), vol.image, tuple(cfg.data.patch), cfg.eval, trainer.device)
-    metrics = case_metrics(pred, vol.label, trainer.dataset.spacing, cfg.eval.empty_policy)
+    n_cls = len(trainer.dataset.class_names)
+    pred = predict_mask(
+        trainer.predictor(method), vol.image, tuple(cfg.data.patch), cfg.eval, trainer.device, n_cls
+    )
+    metrics = case_metrics(pred, vol.label, trainer.dataset.spacing, cfg.eval.empty_policy, n_cls)
     return vol.image, vol.label, pred, metrics
 
 

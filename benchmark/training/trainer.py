@@ -64,9 +64,10 @@ from sslbench.benchmark.training.errors import AlreadyFinished, ExecutionMismatc
 from sslbench.benchmark.training.monitor import Monitor, write_progress_png
 from sslbench.benchmark.training.schedules import lr_at
 from sslbench.benchmark.training.step import WARMUP_STEPS, StepRunner, scalar_outputs
+from sslbench.datasets.base import Dataset, n_classes
 from sslbench.datasets.batches import TwoStreamBatches, to_tensors
 from sslbench.datasets.default import cache_dir
-from sslbench.datasets.la import LADataset, open_dataset
+from sslbench.datasets.readers import open_dataset
 from sslbench.datasets.splits import parse_split
 from sslbench.methods.base import Method, MethodContext
 from sslbench.methods.registry import get_method
@@ -84,7 +85,7 @@ def expected_execution(cfg: RunConfig, threads: int | None = 0) -> dict:
     return {"device_kind": kind, "threads": threads, "precision": precision_of(kind, cfg.train.amp)}
 
 
-def dataset_for(cfg: RunConfig) -> LADataset:
+def dataset_for(cfg: RunConfig) -> Dataset:
     if cfg.data.root is None:
         from sslbench.datasets.default import default_data_root
 
@@ -92,7 +93,17 @@ def dataset_for(cfg: RunConfig) -> LADataset:
     return open_dataset(cfg.data.root, cfg.data.spacing)
 
 
-def split_ids(cfg: RunConfig, dataset: LADataset) -> tuple[list[str], list[str]]:
+def check_classes(info, dataset: Dataset) -> None:
+    """A binary-only method on a dataset of more than two classes: a ConfigError naming both."""
+    reason = info.cls.binary_only
+    if reason and n_classes(dataset) > 2:
+        raise ConfigError(
+            f"method '{info.name}' handles two classes only ({reason}); {dataset.name} has {n_classes(dataset)} "
+            f"classes ({', '.join(dataset.class_names)})"
+        )
+
+
+def split_ids(cfg: RunConfig, dataset: Dataset) -> tuple[list[str], list[str]]:
     """The labeled and unlabeled case ids of the run's split (subset 0: the first N of train.list)."""
     try:
         return parse_split(cfg.split).resolve(dataset.train_ids, cfg.data.subset)
@@ -102,7 +113,7 @@ def split_ids(cfg: RunConfig, dataset: LADataset) -> tuple[list[str], list[str]]
 
 def method_context(
     cfg: RunConfig,
-    dataset: LADataset,
+    dataset: Dataset,
     labeled_ids: list[str],
     unlabeled_ids: list[str],
     device: torch.device,
@@ -112,11 +123,11 @@ def method_context(
     """The `MethodContext` of a run: what its method may know (never the run config itself)."""
     labeled = tuple(labeled_ids)
     return MethodContext(
-        n_classes=2,
+        n_classes=n_classes(dataset),
         n_filters=cfg.train.n_filters,
         normalization=cfg.train.normalization,
         patch=tuple(cfg.data.patch),
-        spacing=(dataset.spacing,) * 3,
+        spacing=tuple(dataset.spacing),
         iterations=cfg.train.iterations,
         lr=cfg.train.lr,
         momentum=cfg.train.momentum,
@@ -166,6 +177,7 @@ class Trainer:
         configure_backends(cfg.train.deterministic)
         self.info = get_method(cfg.method)
         self.dataset = dataset_for(cfg)
+        check_classes(self.info, self.dataset)
         self.labeled_ids, self.unlabeled_ids = split_ids(cfg, self.dataset)
         # Read (and validate) every volume the run will touch now, not after hours of training.
         self.dataset.volumes(self.labeled_ids + self.unlabeled_ids + self.dataset.test_ids)
@@ -440,16 +452,17 @@ class Trainer:
     def _validation_dice(self, method: Method, volumes: list, eval_cfg=None) -> float:
         """Mean Dice of the current weights on `volumes` (eval mode; no randomness is consumed, so the run's
         numbers are those of a run without it)."""
-        from sslbench.benchmark.evaluation.metrics import dice_jaccard
+        from sslbench.benchmark.evaluation.metrics import foreground_dice
 
         method.eval()
         try:
             scores = [
-                dice_jaccard(
+                foreground_dice(
                     predict_mask(self.predictor(method), v.image, tuple(self.cfg.data.patch),
-                                 eval_cfg or self.cfg.eval, self.device),
+                                 eval_cfg or self.cfg.eval, self.device, n_classes(self.dataset)),
                     v.label,
-                )[0]
+                    n_classes(self.dataset),
+                )
                 for v in volumes
             ]  # fmt: skip
         finally:
@@ -483,6 +496,7 @@ class Trainer:
             self.cfg.eval,
             self.dataset.spacing,
             self.device,
+            n_classes=n_classes(self.dataset),
             progress=self.progress,
         )
         if write:

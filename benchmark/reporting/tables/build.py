@@ -33,6 +33,7 @@ from sslbench.benchmark.reporting.tables.specs import (
     paper_tables,
     resolve_method,
 )
+from sslbench.datasets.base import spacing_text
 from sslbench.methods.registry import UnknownMethodError, get_method
 
 # --- the paper's numbers ------------------------------------------------------------------------------------
@@ -120,13 +121,13 @@ def paper_comparable(runs: pd.DataFrame) -> tuple[bool, str]:
         return False, "no runs yet"
     names = sorted({str(d) for d in done["dataset"].dropna()})
     presets = sorted({str(p) for p in done["preset"].dropna()})
-    spacings = {float(s) for s in done["spacing_mm"].dropna()}
+    spacings = {str(s) if isinstance(s, str) else float(s) for s in done["spacing_mm"].dropna()}
     problems = []
     if any(n.lower().startswith("synthetic") for n in names):
         problems.append(f"the data is synthetic ({', '.join(names)})")
     elif spacings != {PAPER_SPACING_MM}:
         problems.append(
-            f"the data is not at the LA's 0.625 mm ({', '.join(f'{s:g}' for s in sorted(spacings))} mm)"
+            f"the data is not at the LA's 0.625 mm ({', '.join(sorted(map(spacing_text_of, spacings)))} mm)"
         )
     if presets != ["paper"]:
         problems.append(f"the preset is {', '.join(presets)}, not paper")
@@ -346,7 +347,7 @@ def describe_protocol(runs: pd.DataFrame, configs: list | None = None) -> str:
         for _, r in runs.dropna(subset=["dataset"]).drop_duplicates("dataset").iterrows():
             known = all(pd.notna(r[k]) for k in ("spacing_mm", "n_train", "n_test"))
             datasets.append(
-                f"{r['dataset']} ({float(r['spacing_mm']):g} mm voxels, {int(r['n_train'])} train / "
+                f"{r['dataset']} ({spacing_text_of(r['spacing_mm'])} mm voxels, {int(r['n_train'])} train / "
                 f"{int(r['n_test'])} test cases)"
                 if known
                 else str(r["dataset"])
@@ -383,3 +384,8 @@ def describe_protocol(runs: pd.DataFrame, configs: list | None = None) -> str:
 
 
 # --- the `bench table` pipeline -----------------------------------------------------------------------------
+
+
+def spacing_text_of(value) -> str:
+    """A run's `spacing_mm` column (a number, or "0.7x0.7x2.5" when anisotropic) as text."""
+    return value if isinstance(value, str) else spacing_text(value)
