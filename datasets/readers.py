@@ -4,7 +4,8 @@ dataset.json).
 A reader is a name, a `detect(root)` test, `open(root, spacing)` returning a `base.Dataset`, `check(root)`
 returning a `check.CheckReport` (every problem, one line each), and `content_files(root)` (the files whose bytes
 identify the data: `data.fingerprint`, and so the run id). `dataset.json`'s "format" key, when present, names
-the reader; otherwise the first reader whose `detect` accepts the folder is used.
+the reader; otherwise the first reader whose `detect` accepts the folder, else la-h5 (whose errors then say what
+the folder lacks).
 
 Adding a format is one module that calls `register_reader` (or an entry point in the `sslbench.readers` group
 whose object is a `Reader`).
@@ -23,6 +24,7 @@ from sslbench.datasets.errors import DatasetError
 
 BUILTIN_MODULES = ("sslbench.datasets.la",)
 ENTRY_POINT_GROUP = "sslbench.readers"
+DEFAULT_FORMAT = "la-h5"
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,9 @@ def reader_for(root: str | Path) -> Reader:
     for reader in available.values():
         if reader.detect(root):
             return reader
-    raise DatasetError(f"{root}: not a dataset folder of any known format ({describe_formats()})")
+    # Nothing recognisable: the historical layout's reader, whose errors say what an LA folder lacks (the
+    # commonest case: an LA folder with a missing or misnamed case folder).
+    return available[DEFAULT_FORMAT]
 
 
 def describe_formats() -> str:
