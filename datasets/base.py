@@ -53,14 +53,13 @@ def n_classes(dataset: Dataset) -> int:
 
 
 def as_spacing(value: Any, where: str) -> Spacing:
-    """One positive number (isotropic) or three (x, y, z), in mm, as a 3-tuple; a DatasetError names `where`."""
+    """One positive number (isotropic) or three (x, y, z), in mm, as a 3-tuple; a DatasetError names `where`
+    (e.g. "DIR/dataset.json: spacing_mm")."""
     values = [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else value
     ok = isinstance(values, Sequence) and not isinstance(values, str) and len(values) in (1, 3)
     ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
     if not ok or not all(math.isfinite(v) and v > 0 for v in values):
-        raise DatasetError(
-            f"{where}: spacing {value!r}, expected one positive number of mm or three (x, y, z)"
-        )
+        raise DatasetError(f"{where} {value!r}: expected one positive number of mm or three (x, y, z)")
     return tuple(float(v) for v in values) * (3 if len(values) == 1 else 1)  # type: ignore[return-value]
 
 

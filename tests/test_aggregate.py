@@ -140,6 +140,11 @@ def write_run(
             "loss_sup": 0.8 / (s + 1),
             "loss_unsup": 0.1,
             "w_unsup": s / 100,
+            **(
+                {"test_dice_curve": dice * min(1.0, (s + 10) / 40)}
+                if s % 20 == 0 and dice is not None
+                else {}
+            ),
         }
         for s in range(0, 60, 10)
     ]
@@ -332,7 +337,7 @@ def test_bench_report_writes_page_and_plots(results, tmp_path):
     res = CliRunner().invoke(main, ["report", str(results), "--out", str(out)])
     assert res.exit_code == 0, res.output
     text = (out / "report.md").read_text()
-    for name in ("distributions", "dice_vs_cost", "training_curves", "sensitivity"):
+    for name in ("distributions", "dice_vs_cost", "training_curves", "learning_curves", "sensitivity"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 10_000
         assert (out / "figures" / f"{name}.pdf").is_file()
         assert f"](figures/{name}.png)" in text
@@ -453,3 +458,19 @@ def test_the_cost_plot_uses_bench_perf_measurements_when_present(results, tmp_pa
     assert figures.data_label(summary) == "data: synthetic-la"  # every figure is stamped with its data
     busy = summary.assign(n_contended=[1] + [0] * (len(summary) - 1))
     assert "Hatched markers" in figures.dice_vs_cost(busy, tmp_path / "busy").description
+
+
+def test_learning_curves_plot_mean_over_seeds_and_skip_without_curves(results, tmp_path):
+    from sslbench.benchmark.reporting import figures
+    from sslbench.benchmark.reporting.aggregate import load_logs
+
+    runs = collect(results)
+    summary = summarize_runs(runs)
+    logs = load_logs(runs[runs["status"] == "done"])
+    curve = logs.dropna(subset=["test_dice_curve"])
+    mt = curve[curve["group_key"] == _row(summary, "mt")["group_key"]]
+    assert sorted(mt["step"].unique()) == [0, 20, 40] and mt["seed"].nunique() == 3
+    made = figures.learning_curves(logs, summary, tmp_path)
+    assert not made.skipped and (tmp_path / "learning_curves.png").stat().st_size > 10_000
+    bare = figures.learning_curves(logs.drop(columns=["test_dice_curve"]), summary, tmp_path / "none")
+    assert bare.skipped and "train.curve_every" in bare.skipped and not (tmp_path / "none").exists()

@@ -42,7 +42,7 @@ def test_predict_writes_the_argmax_as_nifti_with_the_dataset_spacing(finished_ru
     assert sorted(p.name for p in out.glob("*.nii.gz")) == sorted(f"{i}.nii.gz" for i in ds.test_ids)
     for case_id in ds.test_ids:
         img = sitk.ReadImage(str(out / f"{case_id}.nii.gz"))
-        assert img.GetSpacing() == pytest.approx((ds.spacing,) * 3)
+        assert img.GetSpacing() == pytest.approx(ds.spacing)
         mask = sitk.GetArrayFromImage(img).transpose(2, 1, 0)  # back to (x, y, z)
         vol = ds.volume(case_id)
         scores = sliding_window_scores(

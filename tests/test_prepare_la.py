@@ -80,7 +80,7 @@ def test_output_passes_check_and_reader(converted, raw):
     assert (out / "train.list").read_text() == f"{train[0]}\n{train[1]}\n"
     assert (out / "test.list").read_text() == f"{test[0]}\n"
     ds = open_dataset(out)
-    assert ds.spacing == pytest.approx(0.625)
+    assert ds.spacing == pytest.approx((0.625,) * 3)
     assert json.loads((out / "dataset.json").read_text())["spacing_xyz_mm"] == [0.625, 0.625, 0.625]
 
 

@@ -41,7 +41,7 @@ def test_layout_passes_check_and_reader(tiny):
     assert (len(ds.train_ids), len(ds.test_ids)) == (8, 2)
     assert ds.name == "synthetic-la"
     meta = json.loads((tiny / "dataset.json").read_text())
-    assert ds.spacing == meta["spacing_mm"] > 0
+    assert ds.spacing == (meta["spacing_mm"],) * 3 and meta["spacing_mm"] > 0
     assert meta["generator"] == {
         "version": GENERATOR_VERSION,
         "cases": 10,

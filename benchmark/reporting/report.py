@@ -326,6 +326,7 @@ def build_report(results_dir: Path, out_dir: Path | None = None, qualitative: bo
         figures.distributions(cases, shown, fig_dir),
         figures.dice_vs_cost(shown, fig_dir, perf_costs(results_dir / "perf.json")),
         figures.training_curves(logs, shown, fig_dir),
+        figures.learning_curves(logs, shown, fig_dir),
     ]
     for fig in made:
         fig.description += left_out
