@@ -124,6 +124,9 @@ class Method(nn.Module):
     #: why the method handles two classes only (None: any number of classes); a dataset with more is refused
     #: with this reason before anything is trained.
     binary_only: ClassVar[str | None] = None
+    #: why a step must read device values on the host (a GPU stall every step); None: it never does, which
+    #: tests/test_host_sync.py checks by running the step on the meta device (shapes only, no values).
+    host_sync: ClassVar[str | None] = None
 
     def __init__(self, cfg: Any, ctx: MethodContext):
         super().__init__()

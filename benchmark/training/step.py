@@ -70,8 +70,9 @@ class StepRunner:
                 passes = stack.enter_context(count_passes(self.method))
             stack.enter_context(self.trainer.autocast())
             out = self.method.train_step(batch, step, cfg.train.iterations)
-        if device.type == "cuda":
-            # Reading the loss on the host would wait for the GPU mid-step: checked at log and checkpoint steps.
+        if device.type != "cpu":
+            # Reading the loss on the host would wait for the device mid-step: checked at log and checkpoint
+            # steps. (On the CPU a read costs nothing.)
             self._unchecked.append((step, scalar_outputs(out)))
         elif not math.isfinite(float(out["loss"].detach())):
             values = {k: float(v) for k, v in scalar_outputs(out).items()}

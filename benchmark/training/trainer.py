@@ -46,6 +46,7 @@ from sslbench.benchmark.runs.folder import (
 )
 from sslbench.benchmark.runs.io import save_torch, write_json, write_text
 from sslbench.benchmark.training.assets import AssetStore
+from sslbench.benchmark.training.clock import StepClock
 from sslbench.benchmark.training.device import (
     configure_backends,
     contention,
@@ -338,7 +339,7 @@ class Trainer:
         method = self.build_method()
         self._parameters = parameter_counts(method)
         runner = StepRunner(self, method)
-        start, step_times, wait_times = 0, [], []
+        start, clock, wait_times = 0, StepClock(self.device), []
         ckpt_path = self.out_dir / CHECKPOINT_FILE
         # Validate a checkpoint before touching anything in the folder: a refused resume changes nothing.
         if resume and ckpt_path.is_file():
@@ -369,20 +370,18 @@ class Trainer:
         try:
             t_wait = time.perf_counter()
             for step, arrays in zip(range(start, t.iterations), loader, strict=True):
-                t_step = time.perf_counter()
-                wait_times.append(t_step - t_wait)
+                wait_times.append(time.perf_counter() - t_wait)
+                clock.start()
                 out, counted = runner(arrays, step, count=step == start)
+                clock.stop()
                 if step == start:
                     passes = counted
-                if self.device.type == "cuda":
-                    torch.cuda.synchronize(self.device)  # an honest per-step time
-                step_times.append(time.perf_counter() - t_step)
                 bar.update(1)
                 if step % t.log_every == 0 or step == t.iterations - 1:
                     runner.check_finite()
                     record = {"step": step, "lr": lr_at(cfg, step)}
                     record.update({k: float(v) for k, v in scalar_outputs(out).items()})
-                    record["sec_per_iter"] = step_times[-1]
+                    record["sec_per_iter"] = clock.times()[-1]
                     if val_volumes and t.val_every and (step % t.val_every == 0 or step == t.iterations - 1):
                         record["val_dice"] = self._validation_dice(method, val_volumes)
                     if curve_volumes and (step % t.curve_every == 0 or step == t.iterations - 1):
@@ -421,7 +420,7 @@ class Trainer:
             "total_wall_s": time.perf_counter() - wall0,
         }
         memory = {"train": train_peak, "eval": peak_memory_mb(self.device)}
-        metrics["cost"] = self._cost(step_times, wait_times, passes, timings, memory, metrics)
+        metrics["cost"] = self._cost(clock.times(), wait_times, passes, timings, memory, metrics)
         metrics["resumed_from_step"] = start
         write_json(self.out_dir / METRICS_FILE, metrics)
         ckpt_path.unlink(missing_ok=True)

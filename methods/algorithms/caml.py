@@ -181,6 +181,7 @@ def voxels(embedding: torch.Tensor) -> torch.Tensor:
 )
 class CAML(SeededMixin, Method):
     Config = CAMLConfig
+    host_sync = "the feature memory keeps a data-dependent number of voxels per class (boolean selection)"
     #: the authors' LA recipe (train_caml.py): SGD 0.01, momentum 0.9, wd 1e-4, constant lr (the script never
     #: changes it: one "step" after the last iteration), 15000 iterations, batch 4 = 2 + 2, and the reference's
     #: staircase ramp (iter_num // 150 over 40 / 20 / 15 steps for 4 / 8 / 16 labels, via resolve_config).

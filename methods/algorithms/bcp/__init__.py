@@ -121,6 +121,9 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
 )
 class BCP(SeededMixin, EMATeacherMixin, Method):
     Config = BCPConfig
+    host_sync = (
+        "the pseudo-label's largest connected component is found on the host (SciPy), as the reference does"
+    )
     #: the authors' stage-2 recipe (LA_BCP_train.py): SGD 0.01, momentum 0.9, wd 1e-4, x0.1 every 2500
     #: iterations, 15000 iterations, batch 8 = 4 labeled + 4 unlabeled (stage 1: 2000 of them, see the config).
     published_recipe: ClassVar[dict[str, Any]] = {
