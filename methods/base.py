@@ -190,6 +190,10 @@ class Method(nn.Module):
         """Extra targets from the labeled crops (B_l, W, H, D), computed off the training thread."""
         return {}
 
+    #: True when `train_step` builds the same targets itself on an accelerator (from `batch.y_l`, when
+    #: `batch.extras` lacks them): the trainer then skips `batch_targets` in the loader on CUDA.
+    device_targets: ClassVar[bool] = False
+
     # --- assets prepared once per run (e.g. a pretrained DAE) -----------------------------------------
     @classmethod
     def prepare_assets(cls, cfg: Any, ctx: MethodContext) -> dict[str, Any]:

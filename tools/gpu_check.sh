@@ -77,6 +77,35 @@ m = train_run(cfg, '$OUT_DIR/runs/mt300_amp_$amp', progress=False)
 print(json.dumps(m))"
 done
 
+# Host synchronisations inside a training step (the stall the trainer avoids): CUDA's sync debug mode counts
+# them over 5 steps of MT, UA-MT and DTC (whose SDF target is built on the GPU); 0 is the target. Then the exact
+# torch EDT against SciPy and the meta-device step test, on this machine.
+step cuda_sync 180 "$PY" -c "
+import json, warnings, torch
+from sslbench.benchmark.config import build_config
+from sslbench.benchmark.training.step import StepRunner
+from sslbench.benchmark.training.trainer import Trainer
+out = {}
+for name in ('mt', 'uamt', 'dct'):
+    if not torch.cuda.is_available():
+        out[name] = None
+        continue
+    cfg = build_config(name, '8/72', 1337, '$PRESET', {'train.iterations': '20'}, '$WORK/la-size')
+    trainer = Trainer(cfg, '$WORK/sync-' + name, progress=False)
+    runner = StepRunner(trainer, trainer.build_method())
+    batches = iter(trainer.loader(0, 20))
+    runner(next(batches), 0)
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        torch.cuda.set_sync_debug_mode('warn')
+        for step in range(1, 6):
+            runner(next(batches), step)
+        torch.cuda.set_sync_debug_mode(0)
+    out[name] = sum('synchroniz' in str(w.message) for w in caught)
+print(json.dumps(out))"
+step exact_edt_and_meta_steps 240 "$PY" -m pytest -q -p no:cacheprovider tests/test_edt.py tests/test_host_sync.py
+
 "$PY" - "$OUT_DIR" <<'EOF'
 import json
 import sys
@@ -102,6 +131,8 @@ for amp in ("true", "false"):
     if m:
         headline[f"mt300_amp_{amp}_dice"] = m.get("dice")
         headline[f"mt300_amp_{amp}_sec_per_iter"] = (m.get("cost") or {}).get("sec_per_iter_median")
+for name, count in (summary.get("cuda_sync") or {}).items():
+    headline[f"{name}_host_syncs_in_5_steps"] = count
 ref = summary.get("reference_paper") or {}
 if ref:
     headline["ours_over_reference"] = ref["train"]["ratio"]

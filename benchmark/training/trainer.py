@@ -249,7 +249,10 @@ class Trainer:
             unlabeled_bs=t.batch_size - t.labeled_bs if semi else 0,
             patch=tuple(self.cfg.data.patch),
             seed=self.cfg.seed,
-            targets_fn=self.info.cls.batch_targets,
+            # the SDF methods build their targets on the GPU themselves (no loader round trip through the CPU)
+            targets_fn=None
+            if self.info.cls.device_targets and self.device.type == "cuda"
+            else self.info.cls.batch_targets,
             length=t.iterations,
         )
 

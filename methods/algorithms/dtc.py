@@ -62,6 +62,9 @@ def two_channel_probs(seg_logit: torch.Tensor) -> torch.Tensor:
 class DCT(Method):
     Config = DCTConfig
     batch_targets = staticmethod(sdf_targets)
+    device_targets = (
+        True  # on CUDA the SDF is built on the GPU (methods/edt.py), not by the loader on the CPU
+    )
 
     def __init__(self, cfg: DCTConfig, ctx: MethodContext):
         super().__init__(cfg, ctx)

@@ -62,6 +62,9 @@ def split_weight(n_labeled: int) -> float:
 class SASSnet(Method):
     Config = SASSnetConfig
     batch_targets = staticmethod(sdf_targets)
+    device_targets = (
+        True  # on CUDA the SDF is built on the GPU (methods/edt.py), not by the loader on the CPU
+    )
     auxiliary_networks = ("discriminator",)
 
     def __init__(self, cfg: SASSnetConfig, ctx: MethodContext):
