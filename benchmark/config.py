@@ -83,6 +83,9 @@ class EvalConfig:
     sw_batch: int = 4  # windows per forward pass
     empty_policy: str = "worst"  # worst (HD95/ASD = volume diagonal) | legacy-zero (the references' 0)
     largest_cc: bool = False  # the seed paper uses no post-processing
+    # processes computing HD95/ASD (CPU work) while the next volume is predicted: -1 = auto (on CUDA, up to 8 of
+    # the machine's cores; on CPU 0, since the sweep's other runs use the cores), 0 = in the run's process
+    metric_workers: int = -1
 
 
 # "benchmark": every method under the seed paper's protocol (equal budget); "published": each method with its
@@ -159,6 +162,7 @@ NON_RESULT_KEYS = frozenset(
         "train.val_cases",
         "train.curve_every",
         "data.num_workers",
+        "eval.metric_workers",
     }
 )
 
@@ -429,6 +433,10 @@ def _validate(cfg: RunConfig) -> None:
                 _finite(v) and v > 0 for v in (d.spacing if isinstance(d.spacing, tuple) else (d.spacing,))
             ),
             f"data.spacing {d.spacing}: expected a positive number of mm, or three (x,y,z), or none (the data's)",
+        ),
+        (
+            cfg.eval.metric_workers >= -1,
+            f"eval.metric_workers {cfg.eval.metric_workers}: expected -1 (auto), 0 (in process) or more",
         ),
         (t.lr_policy in ("step", "cosine", "poly"), "train.lr_policy must be step, cosine or poly"),
         (t.optimizer in ("sgd", "adamw"), "train.optimizer must be sgd or adamw"),

@@ -6,6 +6,7 @@ import math
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from medpy.metric import binary
@@ -208,3 +209,75 @@ def test_evaluate_cases_and_summary():
     summary = summarize_cases(cases)
     assert summary["n_cases"] == 4 and summary["n_empty_pred"] == 1 and summary["dice"] == pytest.approx(0.75)
     assert summary["eval_s_per_volume"] > 0 and summary["metric_s_per_volume"] > 0
+
+
+# --- anisotropic spacing and several classes ----------------------------------------------------------------
+ANISO = (0.7, 0.8, 2.5)
+
+
+@pytest.mark.parametrize("name,pred,label", _cases()[:8], ids=[c[0] for c in _cases()[:8]])
+def test_distances_in_mm_use_each_axis_spacing_as_medpy_does(name, pred, label):
+    row = case_metrics(pred, label, spacing=ANISO)
+    hd95 = binary.hd95(pred, label, voxelspacing=ANISO)
+    asd = binary.asd(pred, label, voxelspacing=ANISO)
+    assert row["hd95_mm"] == pytest.approx(hd95, rel=1e-12) and row["asd_mm"] == pytest.approx(asd, rel=1e-12)
+    assert row["hd95_vox"] == binary.hd95(pred, label)  # the voxel columns stay in voxels
+    # isotropic spacing as three equal numbers: exactly the one-number path (today's LA numbers)
+    assert case_metrics(pred, label, spacing=(0.625,) * 3) == case_metrics(pred, label, spacing=0.625)
+
+
+def test_empty_prediction_diagonal_in_mm_with_anisotropic_spacing():
+    label = np.zeros((20, 30, 40), np.uint8)
+    label[5:10, 5:10, 5:10] = 1
+    row = case_metrics(np.zeros_like(label), label, spacing=ANISO)
+    assert row["hd95_mm"] == pytest.approx(math.sqrt((20 * 0.7) ** 2 + (30 * 0.8) ** 2 + (40 * 2.5) ** 2))
+
+
+def test_several_classes_are_scored_per_class_and_averaged_over_the_foreground():
+    label = np.zeros((24, 24, 16), np.uint8)
+    label[2:10, 2:10, 2:8] = 1
+    label[14:20, 14:22, 6:12] = 2
+    pred = label.copy()
+    pred[14:20, 14:22, 6:12] = 0
+    pred[15:21, 14:22, 6:12] = 2  # class 2 shifted by one voxel; class 1 perfect
+    row = case_metrics(pred, label, spacing=ANISO, n_classes=3)
+    c2 = case_metrics(pred == 2, label == 2, spacing=ANISO)
+    assert row["dice_1"] == 1.0 and row["hd95_mm_1"] == 0.0
+    assert row["dice_2"] == c2["dice"] and row["hd95_mm_2"] == c2["hd95_mm"] < 1.0
+    assert row["dice"] == pytest.approx((1.0 + c2["dice"]) / 2)
+    assert row["hd95_mm"] == pytest.approx(c2["hd95_mm"] / 2)
+    assert not row["empty_pred"] and not row["empty_pred_2"]
+    missing = case_metrics(np.where(pred == 2, 0, pred), label, spacing=1.0, n_classes=3)
+    assert missing["empty_pred_2"] and not missing["empty_pred"] and missing["dice_2"] == 0.0
+    # two classes: no per-class columns (binary outputs keep their columns)
+    assert "dice_1" not in case_metrics(label > 0, label > 0, 1.0, n_classes=2)
+
+
+def test_metric_pool_gives_the_same_rows():
+    rng = np.random.default_rng(5)
+    vols = []
+    for i in range(3):
+        label = _blob(rng, (24, 20, 18), 2, 0.1).astype(np.uint8)
+        image = (label * 2.0 - 1.0 + 0.8 * rng.normal(size=label.shape)).astype(np.float32)
+        vols.append(Volume(f"c{i}", image, label))
+
+    def threshold(x: torch.Tensor) -> torch.Tensor:
+        p1 = (x[:, 0] > 0).float()
+        return torch.stack([1 - p1, p1], dim=1)
+
+    def run(workers):
+        cfg = SimpleNamespace(
+            stride_xy=8,
+            stride_z=8,
+            sw_batch=4,
+            largest_cc=False,
+            empty_policy="worst",
+            metric_workers=workers,
+        )
+        return evaluate_cases(threshold, vols, (16, 16, 16), cfg, spacing=ANISO).drop(
+            columns=["infer_s", "metric_s"]
+        )
+
+    serial, pooled = run(0), run(2)
+    assert serial["dice"].between(0.3, 0.99).all()  # imperfect predictions: the distances are not trivial
+    pd.testing.assert_frame_equal(serial, pooled)
