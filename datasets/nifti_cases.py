@@ -59,7 +59,9 @@ def _mm(spacing) -> str:
     return "x".join(f"{s:g}" for s in spacing)
 
 
-def label_problems(label: np.ndarray, n_classes: int | None, where) -> list[str]:
+def label_problems(
+    label: np.ndarray, n_classes: int | None, where, classes: str = "the dataset.json labels"
+) -> list[str]:
     """Non-integer values, and values outside 0..n_classes-1 (unchecked when the classes are unknown)."""
     if label.dtype.kind == "f":
         if not np.isfinite(label).all() or (label != np.round(label)).any():
@@ -72,9 +74,7 @@ def label_problems(label: np.ndarray, n_classes: int | None, where) -> list[str]
     outside = values[(values < 0) | (values >= n_classes)]
     if outside.size:
         shown = [int(v) for v in outside[:5]]
-        return [
-            f"{where}: label has values {shown} (expected only 0..{n_classes - 1}, the dataset.json labels)"
-        ]
+        return [f"{where}: label has values {shown} (expected only 0..{n_classes - 1}, {classes})"]
     return []
 
 
