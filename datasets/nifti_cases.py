@@ -64,7 +64,7 @@ def label_problems(
 ) -> list[str]:
     """Non-integer values, and values outside 0..n_classes-1 (unchecked when the classes are unknown)."""
     if label.dtype.kind == "f":
-        if not np.isfinite(label).all() or (label != np.round(label)).any():
+        if (label != np.round(label)).any():
             return [f"{where}: label has non-integer values (expected class indices)"]
     elif label.dtype.kind not in "iub":
         return [f"{where}: label dtype {label.dtype} (expected integer class indices)"]
@@ -83,14 +83,14 @@ def load_case(case: Case, n_classes: int | None, normalization) -> tuple[list[st
     problems = header_problems(case)
     if problems:
         return problems, None
+    problems = [p for p in map(nifti_io.stored_voxel_problem, (case.image, case.label)) if p is not None]
+    if problems:
+        return problems, None
     try:
         image, spacing = nifti_io.read_volume(case.image)
         label, _ = nifti_io.read_volume(case.label)
-    except DatasetError as exc:  # a header that reads but voxels that do not: truncated or corrupt data
+    except DatasetError as exc:
         return [str(exc)], None
-    n_bad = int(image.size - np.count_nonzero(np.isfinite(image))) if image.dtype.kind == "f" else 0
-    if n_bad:
-        problems.append(f"{case.image}: image has {n_bad} NaN or inf voxels (expected finite values)")
     problems += label_problems(label, n_classes, case.label)
     if problems:
         return problems, None

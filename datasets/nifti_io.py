@@ -4,11 +4,17 @@ SimpleITK's arrays are (z, y, x); every array here is transposed to (x, y, z), t
 `base.Volume`. As the LA reader and nnU-Net's SimpleITK reader do, the stored voxel order is kept and the
 direction cosines are ignored (no reorientation).
 
+SimpleITK (2.5) hides two things, which `stored_voxel_problem` finds by reading the stored bytes: it decodes a
+truncated .nii.gz without an error (the missing voxels are undefined), and it reads NaN and inf voxels as 0.
+
 Every failure is a DatasetError naming the file.
 """
 
 from __future__ import annotations
 
+import gzip
+import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,4 +106,48 @@ def nifti_stem(name: str) -> str | None:
     for suffix in SUFFIXES:
         if name.endswith(suffix) and len(name) > len(suffix):
             return name[: -len(suffix)]
+    return None
+
+
+# NIfTI-1 and NIfTI-2 headers: size, (datatype, bitpix) offset and format, dim offset and format, vox_offset.
+_HEADERS = {348: (70, "hh", 40, "8h", 108, "f"), 540: (12, "hh", 16, "8q", 168, "q")}
+_FLOATS = {16: "f4", 64: "f8"}  # NIfTI datatype codes of float32 and float64
+
+
+def _data_layout(data: bytes) -> tuple[str, int, int, int, int] | None:
+    """(byte order, datatype, bits per voxel, voxel count, data offset) from a NIfTI-1/2 header, else None."""
+    for order in "<>":
+        size = struct.unpack(order + "i", data[:4])[0] if len(data) >= 4 else None
+        if size not in _HEADERS:
+            continue
+        at_type, type_fmt, at_dim, dim_fmt, at_offset, offset_fmt = _HEADERS[size]
+        datatype, bitpix = struct.unpack_from(order + type_fmt, data, at_type)
+        dim = struct.unpack_from(order + dim_fmt, data, at_dim)
+        n_dims = max(0, min(int(dim[0]), 7))
+        n_voxels = int(np.prod([max(int(d), 1) for d in dim[1 : 1 + n_dims]]))
+        offset = int(struct.unpack_from(order + offset_fmt, data, at_offset)[0])
+        return order, int(datatype), int(bitpix), n_voxels, offset
+    return None
+
+
+def stored_voxel_problem(path: Path) -> str | None:
+    """A truncated or corrupt data stream, or NaN / inf voxels, found in the stored bytes; None when fine (or
+    when the header is neither NIfTI-1 nor NIfTI-2, left to SimpleITK)."""
+    try:
+        with gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError, zlib.error) as exc:  # gzip reports a cut stream as EOFError
+        return f"{path}: cannot read the NIfTI file, truncated or corrupt? ({exc})"
+    layout = _data_layout(data)
+    if layout is None:
+        return None
+    order, datatype, bitpix, n_voxels, offset = layout
+    needed = offset + n_voxels * bitpix // 8
+    if len(data) < needed:
+        return f"{path}: cannot read the NIfTI file, truncated ({len(data)} of {needed} bytes)"
+    if datatype in _FLOATS:
+        values = np.frombuffer(data, dtype=order + _FLOATS[datatype], count=n_voxels, offset=offset)
+        n_bad = n_voxels - int(np.count_nonzero(np.isfinite(values)))
+        if n_bad:
+            return f"{path}: {n_bad} NaN or inf voxels (expected finite values)"
     return None
