@@ -208,9 +208,8 @@ def _split(
             try:
                 ids.append(read_list(path))
             except DatasetError as exc:
-                problems.append(
-                    f"{exc} (train.list and test.list go together)" if path not in present else str(exc)
-                )
+                together = "" if path in present else " (train.list and test.list go together)"
+                problems.append(f"{exc}{together}")
                 ids.append([])
         return ids[0], ids[1], "train.list / test.list", LIST_FILES
     if in_json:

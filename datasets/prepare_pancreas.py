@@ -1,6 +1,6 @@
 """Prepare Pancreas-CT (NIH, TCIA) for the `nifti` reader with the recipe of the semi-supervised papers' Pancreas
-experiments: MC-Net / MC-Net+ (Wu et al.; github.com/ycwu1997/MC-Net, data/Pancreas/Pre-processing.ipynb),
-whose lists and 96^3 patches BCP, CAML and the later papers reuse.
+experiments: MC-Net (Wu et al.; github.com/ycwu1997/MC-Net, data/Pancreas/Pre-processing.ipynb and its
+train.list / test.list), with 96^3 patches and 6 or 12 labeled cases.
 
 Input, RAW holding the CT images and label masks as NIfTI (the TCIA DICOM series converted beforehand), in one
 of two layouts:
@@ -55,7 +55,10 @@ MIN_CROP_XY = 96  # the papers' training patch side
 LAYOUTS = (("images", "labels"), (IMAGES_DIR, LABELS_DIR))
 LISTS_DIR = Path(__file__).resolve().parent / "pancreas_lists"
 CLASSES = {"0": "background", "1": "pancreas"}
-SPLIT_HINTS = {"6/56": "10 % labeled (MC-Net, MC-Net+, BCP, CAML)", "12/50": "20 % labeled (the same papers)"}
+SPLIT_HINTS = {
+    "6/56": "10 % labeled (MC-Net's 6-label setting)",
+    "12/50": "20 % labeled (MC-Net's 12-label setting)",
+}
 
 
 class PreparationFailed(DatasetError):
@@ -160,12 +163,10 @@ def prepare_arrays(
     return ((image - image.mean()) / std).astype(np.float32), label
 
 
-def _voxel_problems(case: Case, image: np.ndarray, label: np.ndarray) -> list[str]:
+def _label_problems(case: Case, label: np.ndarray) -> list[str]:
     problems = label_problems(label, 2, case.label, "background and pancreas")
     if not problems and not label.any():
         problems.append(f"{case.label}: no pancreas voxel (expected label 1 somewhere, to crop around)")
-    if image.dtype.kind == "f" and not np.isfinite(image).all():
-        problems.append(f"{case.image}: image has NaN or inf voxels (expected finite HU values)")
     return problems
 
 
@@ -178,14 +179,17 @@ def _convert_all(pairs: dict[str, Case], tmp: Path, problems: list[str], progres
 
         todo = tqdm(todo, desc="prepare Pancreas-CT", unit="case")
     for case in todo:
+        stored = [p for p in map(nifti_io.stored_voxel_problem, (case.image, case.label)) if p is not None]
+        if stored:  # truncated data or NaN voxels, which SimpleITK would read without a word
+            problems += stored
+            continue
         try:
             image, spacing = nifti_io.read_volume(case.image)
             label, _ = nifti_io.read_volume(case.label)
         except DatasetError as exc:
             problems.append(str(exc))
             continue
-        bad = _voxel_problems(case, image, label)
-        problems += bad
+        problems += _label_problems(case, label)
         if problems:
             continue
         try:

@@ -170,6 +170,13 @@ def empty_label(raw):
     return raw / "labels" / "label0002.nii.gz", "no pancreas voxel"
 
 
+def nan_voxel(raw):
+    image = ct_case(1)[0].astype(np.float32)
+    image[5, 5, 5] = np.nan
+    nifti_io.write_volume(raw / "images" / "PANCREAS_0001.nii.gz", image, SPACING)
+    return raw / "images" / "PANCREAS_0001.nii.gz", "1 NaN or inf voxels"
+
+
 BREAKERS = [
     image_without_label,
     label_values_outside,
@@ -178,6 +185,7 @@ BREAKERS = [
     image_4d,
     two_images_one_case,
     empty_label,
+    nan_voxel,
 ]
 
 
