@@ -144,6 +144,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eval.stride_z": 8,
         "eval.sw_batch": 4,
     },
+    # Pancreas-CT (bench data prepare-pancreas): the paper preset, 96^3 crops, test stride 16/16 (MC-Net's test_3d.py).
+    "pancreas": {
+        "train.amp": False,
+        "lrep.dae_iterations": 20000,
+        "data.patch": (96, 96, 96),
+        "eval.stride_xy": 16,
+        "eval.stride_z": 16,
+    },
 }
 
 

@@ -34,6 +34,8 @@ class CheckReport:
     n_test: int = 0
     shapes: list[tuple[int, ...]] = field(default_factory=list)
     fg_fractions: list[float] = field(default_factory=list)
+    spacings: list[tuple[float, ...]] = field(default_factory=list)  # (x, y, z) mm per case, when known
+    class_names: tuple[str, ...] | None = None
 
     @property
     def ok(self) -> bool:
@@ -48,6 +50,12 @@ class CheckReport:
         if self.fg_fractions:
             fg = np.asarray(self.fg_fractions)
             text += f", foreground fraction {fg.min():.3f} / {np.median(fg):.3f} / {fg.max():.3f} (min/median/max)"
+        if self.spacings:
+            lo, hi = np.min(self.spacings, axis=0), np.max(self.spacings, axis=0)
+            axes = [f"{a:g}" if a == b else f"{a:g}-{b:g}" for a, b in zip(lo, hi, strict=True)]
+            text += f", spacing {' x '.join(axes)} mm"
+        if self.class_names:
+            text += f", classes {', '.join(self.class_names)}"
         return text
 
 

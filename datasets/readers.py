@@ -22,7 +22,7 @@ from typing import Any
 
 from sslbench.datasets.errors import DatasetError
 
-BUILTIN_MODULES = ("sslbench.datasets.la",)
+BUILTIN_MODULES = ("sslbench.datasets.la", "sslbench.datasets.nifti")
 ENTRY_POINT_GROUP = "sslbench.readers"
 DEFAULT_FORMAT = "la-h5"
 

@@ -15,7 +15,7 @@ class _ProblemsFound(click.ClickException):
 
 @click.group("data")
 def data() -> None:
-    """Create and validate datasets in the LA h5 layout."""
+    """Create, validate and prepare dataset folders (LA h5 layout, Decathlon / nnU-Net NIfTI)."""
 
 
 @data.command("synth")
@@ -94,4 +94,33 @@ def prepare(raw_dir: Path, out: Path, seed: int) -> None:
     click.echo(
         f"converted {len(summary['converted'])} cases to {out}: {summary['n_train']} train, "
         f"{summary['n_test']} test, spacing {summary['spacing_mm']} mm"
+    )
+
+
+@data.command("prepare-pancreas")
+@click.argument("raw_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--out", type=click.Path(path_type=Path), required=True, help="New folder to write the nifti layout to."
+)
+def prepare_pancreas_cmd(raw_dir: Path, out: Path) -> None:
+    """Prepare Pancreas-CT NIfTI files (RAW/images + RAW/labels, or imagesTr + labelsTr) as the papers do:
+    1 mm, CT window [-125, 275], crop around the label, z-score; MC-Net's 62/20 lists."""
+    from sslbench.datasets.prepare_pancreas import PreparationFailed, prepare_pancreas
+
+    try:
+        summary = prepare_pancreas(raw_dir, out, progress=True)
+    except PreparationFailed as exc:
+        for line in exc.problems:
+            click.echo(line)
+        raise _ProblemsFound(
+            f"{len(exc.problems)} problem(s) in {raw_dir}; nothing written to {out}"
+        ) from None
+    if summary["missing"]:
+        shown = ", ".join(summary["missing"][:10]) + (" ..." if len(summary["missing"]) > 10 else "")
+        click.echo(f"missing from {raw_dir}: {len(summary['missing'])} listed case(s): {shown}", err=True)
+    if summary["extra"]:
+        click.echo(f"not in MC-Net's lists, skipped: {', '.join(summary['extra'])}", err=True)
+    click.echo(
+        f"converted {len(summary['converted'])} cases to {out}: {summary['n_train']} train, {summary['n_test']} "
+        f"test, 1 mm; labeled splits of the papers: --split 6/56 or 12/50 (bench data check {out})"
     )
