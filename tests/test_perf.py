@@ -36,6 +36,9 @@ def test_bench_perf_rows_for_every_method_and_pass_counts(tiny_data):
         assert "error" not in r, r
         assert r["ms_per_iter"] > 0 and r["ms_p90"] >= r["ms_per_iter"] and r["eval_ms_per_volume"] > 0
         assert r["peak_memory_mb"] > 0
+        # our step over the plain loop's, measured for every method (MT: against the re-implemented reference)
+        assert r["vs_reference"] > 0 and len(r["vs_reference_detail"]["round_ratios"]) == 2
+        assert ("re-implemented" in r["vs_reference_detail"]["reference"]) == (name == "mt")
         # 1 student pass, 1 for a teacher's target, plus the declared extra passes (UA-MT's 8, lrep's DAE...)
         expected = 1 + ("teacher" in r["passes"]) + get_method(name).extra_passes
         assert sum(r["passes"].values()) == pytest.approx(expected), (name, r["passes"])

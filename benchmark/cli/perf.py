@@ -27,6 +27,8 @@ from sslbench.benchmark.config import ConfigError, parse_sets
               help="Instead: our MT step against the straightforward reference loop, and batched against "
                    "one-at-a-time sliding windows, interleaved A/B on this machine.")  # fmt: skip
 @click.option("--repeats", type=int, default=6, show_default=True, help="A/B rounds for --vs-reference.")
+@click.option("--reference-rounds", type=int, default=2, show_default=True,
+              help="A/B rounds of each method's vs_reference column (0: skip it).")  # fmt: skip
 @set_option
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of the table.")
 @click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -41,8 +43,10 @@ def perf(**opts) -> None:
     from sslbench.benchmark.runs.io import write_json
 
     o = SimpleNamespace(**opts)
-    if o.iters < 1 or o.warmup < 0 or o.eval_volumes < 0 or o.repeats < 1:
-        raise ConfigError("--iters and --repeats must be >= 1, --warmup and --eval-volumes >= 0")
+    if o.iters < 1 or o.warmup < 0 or o.eval_volumes < 0 or o.repeats < 1 or o.reference_rounds < 0:
+        raise ConfigError(
+            "--iters and --repeats must be >= 1, --warmup, --eval-volumes and --reference-rounds >= 0"
+        )
     sets = parse_sets(o.sets)
     if o.vs_reference:
         from sslbench.benchmark.perf.reference_loop import compare_reference, format_comparison
@@ -59,7 +63,17 @@ def perf(**opts) -> None:
             click.echo(f"  {row['method']}: {state}", err=True)
 
     report = lib.run_perf(
-        o.methods, o.preset, o.data_root, o.iters, sets, o.split, o.warmup, o.eval_volumes, progress, o.save
+        o.methods,
+        o.preset,
+        o.data_root,
+        o.iters,
+        sets,
+        o.split,
+        o.warmup,
+        o.eval_volumes,
+        progress,
+        o.save,
+        o.reference_rounds,
     )
     click.echo(json.dumps(report, indent=2) if o.as_json else lib.format_table(report))
     if any("error" in r for r in report["rows"]):

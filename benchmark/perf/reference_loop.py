@@ -38,6 +38,27 @@ from sslbench.methods.networks.vnet import VNet
 from sslbench.methods.ramps import sigmoid_rampup
 
 
+def reference_sample(vol: Volume, patch: tuple[int, int, int], rng: np.random.RandomState):
+    """RandomRotFlip (copying the whole rotated, flipped volume), RandomCrop and ToTensor of the references, in
+    numpy: (image (1, W, H, D) float32, label (W, H, D) int64)."""
+    image, label = vol.image, vol.label
+    k = rng.randint(0, 4)
+    image, label = np.rot90(image, k), np.rot90(label, k)
+    axis = rng.randint(0, 2)
+    image, label = np.flip(image, axis=axis).copy(), np.flip(label, axis=axis).copy()
+    if any(s <= p for s, p in zip(label.shape, patch, strict=True)):
+        pad = [(max((p - s) // 2 + 3, 0),) * 2 for s, p in zip(label.shape, patch, strict=True)]
+        image = np.pad(image, pad, mode="constant")
+        label = np.pad(label, pad, mode="constant")
+    (w, h, d), (pw, ph, pd) = label.shape, patch
+    w1 = rng.randint(0, w - pw) if w > pw else 0
+    h1 = rng.randint(0, h - ph) if h > ph else 0
+    d1 = rng.randint(0, d - pd) if d > pd else 0
+    image = image[w1 : w1 + pw, h1 : h1 + ph, d1 : d1 + pd]
+    label = label[w1 : w1 + pw, h1 : h1 + ph, d1 : d1 + pd]
+    return image.reshape(1, *image.shape).astype(np.float32), label.astype(np.int64)
+
+
 class ReferenceLoop:
     """The reference MT loop, one `step(iteration)` at a time, with the reference's hyper-parameters."""
 
@@ -72,22 +93,7 @@ class ReferenceLoop:
 
     # --- data: the reference transforms, per sample, in numpy -------------------------------------------
     def _sample(self, vol: Volume) -> tuple[np.ndarray, np.ndarray]:
-        image, label = vol.image, vol.label
-        k = self.rng.randint(0, 4)
-        image, label = np.rot90(image, k), np.rot90(label, k)
-        axis = self.rng.randint(0, 2)
-        image, label = np.flip(image, axis=axis).copy(), np.flip(label, axis=axis).copy()
-        if any(s <= p for s, p in zip(label.shape, self.patch, strict=True)):
-            pad = [(max((p - s) // 2 + 3, 0),) * 2 for s, p in zip(label.shape, self.patch, strict=True)]
-            image = np.pad(image, pad, mode="constant")
-            label = np.pad(label, pad, mode="constant")
-        (w, h, d), (pw, ph, pd) = label.shape, self.patch
-        w1 = self.rng.randint(0, w - pw) if w > pw else 0
-        h1 = self.rng.randint(0, h - ph) if h > ph else 0
-        d1 = self.rng.randint(0, d - pd) if d > pd else 0
-        image = image[w1 : w1 + pw, h1 : h1 + ph, d1 : d1 + pd]
-        label = label[w1 : w1 + pw, h1 : h1 + ph, d1 : d1 + pd]
-        return image.reshape(1, *image.shape).astype(np.float32), label.astype(np.int64)  # ToTensor
+        return reference_sample(vol, self.patch, self.rng)
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         lab = self.rng.choice(len(self.labeled), self.labeled_bs, replace=len(self.labeled) < self.labeled_bs)

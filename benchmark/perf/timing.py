@@ -150,8 +150,11 @@ def time_evaluation(trainer: Trainer, method, n_volumes: int) -> dict[str, Any]:
     }
 
 
-def measure(cfg: RunConfig, iters: int, warmup: int = WARMUP_STEPS, eval_volumes: int = 2) -> dict[str, Any]:
-    """One row of `bench perf` for a resolved run config."""
+def measure(
+    cfg: RunConfig, iters: int, warmup: int = WARMUP_STEPS, eval_volumes: int = 2, reference_rounds: int = 2
+) -> dict[str, Any]:
+    """One row of `bench perf` for a resolved run config (`reference_rounds` A/B rounds of `vs_reference`; 0:
+    none)."""
     seed_everything(cfg.seed, cfg.train.deterministic)
     trainer = Trainer(cfg, Path("."), progress=False)
     device = trainer.device
@@ -165,6 +168,12 @@ def measure(cfg: RunConfig, iters: int, warmup: int = WARMUP_STEPS, eval_volumes
     row["passes_per_unlabeled"] = row["passes_total"] if n_u else None
     if eval_volumes > 0:
         row.update(time_evaluation(trainer, method, eval_volumes))
+    if reference_rounds > 0:
+        from sslbench.benchmark.perf.method_reference import vs_reference
+
+        ref = vs_reference(trainer, method, iters, reference_rounds)
+        row["vs_reference"] = ref["ratio"]
+        row["vs_reference_detail"] = ref
     row["fast_paths"] = trainer.fast_paths
     del method, trainer
     _release(device)
@@ -182,6 +191,7 @@ def run_perf(
     eval_volumes: int = 2,
     on_row=None,
     save: Path | None = None,
+    reference_rounds: int = 2,
 ) -> dict[str, Any]:
     """Time every requested method; a method that fails gets a row with `error` instead of stopping the rest.
 
@@ -204,13 +214,14 @@ def run_perf(
             "eval_volumes": eval_volumes,
             "split": split,
             "sets": dict(sets or {}),
+            "reference_rounds": reference_rounds,
         },
         "rows": [],
     }
     for name in names:
         try:
             cfg = perf_config(name, preset, data_root, sets_for(name, sets), split, n_train)
-            row = measure(cfg, iters, warmup, eval_volumes)
+            row = measure(cfg, iters, warmup, eval_volumes, reference_rounds)
         except Exception as exc:  # one broken method must not hide the cost of the others
             row = {"method": name, "error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
             _release(device)
@@ -262,6 +273,7 @@ def format_table(report: dict[str, Any]) -> str:
         "peak MB",
         "eval ms/vol",
         "windows",
+        "vs ref",
     )
     lines, errors = [], []
     for r in report["rows"]:
@@ -274,7 +286,7 @@ def format_table(report: dict[str, Any]) -> str:
             number(r.get("ratio_to_mt"), spec=".2f"), number(r["data_wait_ms"], spec=".1f"),
             number(r["passes_per_unlabeled"], spec="g"), passes, str(r["samples_per_step"]),
             number(r["peak_memory_mb"], spec=".0f"), number(r.get("eval_ms_per_volume"), spec=".0f"),
-            number(r.get("windows_per_volume"), spec="g"),
+            number(r.get("windows_per_volume"), spec="g"), number(r.get("vs_reference"), spec=".2f"),
         ))  # fmt: skip
     m, s = report["machine"], report["settings"]
     memory = "CUDA max allocated" if m["device"].startswith("cuda") else "CPU peak RSS of the process"
@@ -283,5 +295,10 @@ def format_table(report: dict[str, Any]) -> str:
         f"{s['preset']}, {s['data']} | median of {s['iters']} steps after {s['warmup']} warm-up | peak: {memory}",
     ]
     out.append(text_table(header, lines, right_from=2))
+    if s.get("reference_rounds"):
+        out.append(
+            "vs ref: our step's time over the same step in a plain reference-style loop (MT: the re-implemented "
+            "reference script), interleaved A/B in this process; below 1 = faster than the plain loop"
+        )
     out += [f"failed: {e}" for e in errors]
     return "\n".join(out)
