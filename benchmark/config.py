@@ -68,6 +68,9 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads (0 = torch's default)
     channels_last: bool = True  # channels-last 3D memory format for the networks (speed only: CPU and CUDA)
     compile: bool = False  # torch.compile each network in place (opt-in: minutes of compilation per run)
+    # torch.compile mode: "default", or "reduce-overhead" (CUDA graphs: each network's forward and backward
+    # replayed as one graph instead of hundreds of kernel launches), or "max-autotune"
+    compile_mode: str = "default"
     tensorboard: bool = False  # also write TensorBoard scalars to RUN/tensorboard (the tensorboard extra)
     val_every: int = 0  # validation Dice every N steps on held-out TRAINING cases (never test); 0 = off
     val_cases: int = 2  # how many: the last ones of train.list that the split leaves out
@@ -165,6 +168,7 @@ NON_RESULT_KEYS = frozenset(
         "train.checkpoint_every",
         "train.channels_last",
         "train.compile",
+        "train.compile_mode",
         "train.tensorboard",
         "train.val_every",
         "train.val_cases",
@@ -448,6 +452,10 @@ def _validate(cfg: RunConfig) -> None:
         ),
         (t.lr_policy in ("step", "cosine", "poly"), "train.lr_policy must be step, cosine or poly"),
         (t.optimizer in ("sgd", "adamw"), "train.optimizer must be sgd or adamw"),
+        (
+            t.compile_mode in ("default", "reduce-overhead", "max-autotune"),
+            f"train.compile_mode {t.compile_mode!r}: expected default, reduce-overhead or max-autotune",
+        ),
         (t.val_every >= 0 and t.val_cases >= 1, "train.val_every must be >= 0 and train.val_cases >= 1"),
         (
             t.curve_every >= 0 and t.curve_every % t.log_every == 0,

@@ -60,11 +60,16 @@ if "$PY" -c "import sslbench.methods; from sslbench.methods.registry import get_
     LREP_SET=(--set lrep.dae_iterations=200)
 fi
 step perf_paper 330 "$PY" -m sslbench.benchmark.cli.perf --preset "$PRESET" --methods all --iters 20 --warmup 5 \
-    --eval-volumes 2 --data "$WORK/la-size" --json --save "$OUT_DIR/perf_paper.partial.json" \
+    --eval-volumes 2 --reference-rounds 1 --data "$WORK/la-size" --json --save "$OUT_DIR/perf_paper.partial.json" \
     ${LREP_SET[@]+"${LREP_SET[@]}"}
 
 step reference_paper 150 "$PY" -m sslbench.benchmark.cli.perf --vs-reference --preset "$PRESET" --iters 10 \
     --repeats 4 --data "$WORK/la-size" --json
+
+# MT with each network captured as CUDA graphs (torch.compile mode reduce-overhead; compilation not timed).
+step mt_cuda_graphs 240 "$PY" -m sslbench.benchmark.cli.perf --preset "$PRESET" --methods mt --iters 20 \
+    --warmup 10 --eval-volumes 0 --reference-rounds 0 --data "$WORK/la-size" --json \
+    --set train.compile=true --set train.compile_mode=reduce-overhead
 
 # 300 MT iterations at the paper preset on the synthetic default, bf16 autocast on (default) and off.
 for amp in true false; do
@@ -131,6 +136,13 @@ for amp in ("true", "false"):
     if m:
         headline[f"mt300_amp_{amp}_dice"] = m.get("dice")
         headline[f"mt300_amp_{amp}_sec_per_iter"] = (m.get("cost") or {}).get("sec_per_iter_median")
+graphs = summary.get("mt_cuda_graphs") or {}
+for row in graphs.get("rows", []):
+    if "error" not in row:
+        headline["mt_cuda_graphs_ms_per_iter"] = round(row["ms_per_iter"], 2)
+for row in perf.get("rows", []):
+    if "error" not in row and row.get("vs_reference") is not None:
+        headline[f"{row['method']}_vs_reference"] = round(row["vs_reference"], 3)
 for name, count in (summary.get("cuda_sync") or {}).items():
     headline[f"{name}_host_syncs_in_5_steps"] = count
 ref = summary.get("reference_paper") or {}

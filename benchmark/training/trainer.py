@@ -192,7 +192,7 @@ class Trainer:
             "amp_bf16": t.amp and cuda,
             "channels_last": t.channels_last,
             "cudnn_benchmark": cuda and not t.deterministic,
-            "compile": t.compile,
+            "compile": t.compile and t.compile_mode,
             "sw_batch": self.cfg.eval.sw_batch,
             "num_workers": resolve_workers(self.cfg.data.num_workers, self.device, self.cfg.train.threads),
         }
@@ -236,7 +236,7 @@ class Trainer:
             # In place (nn.Module.compile), so parameter names, state dicts and checkpoints are unchanged.
             for net in method.children():
                 if any(True for _ in net.parameters()):
-                    net.compile()
+                    net.compile(mode=cfg.train.compile_mode)
         return method
 
     def batches(self) -> TwoStreamBatches:
