@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from sslbench.datasets.mixing import cutmix_boxes, paste
 from sslbench.datasets.strong_augment import gaussian_blur, gaussian_noise, intensity_jitter
 from sslbench.methods.base import Batch, Method, MethodContext
-from sslbench.methods.losses import dice_loss_all_classes
+from sslbench.methods.losses import dice_loss_all_classes, masked_dice_all_classes
 from sslbench.methods.networks.vnet_fp import VNetFP
 from sslbench.methods.registry import register
 from sslbench.methods.seeded import SeededMixin
@@ -80,21 +80,6 @@ class UniMatchConfig:
             raise ValueError(
                 "unimatch.cutmix_size_max must be in (0.02, 1] and unimatch.blur_sigma_max > 0.1"
             )
-
-
-def masked_dice_all_classes(
-    prob: torch.Tensor, target: torch.Tensor, keep: torch.Tensor, smooth: float = 1e-5
-) -> torch.Tensor:
-    """UniMatch's DiceLoss with `ignore`: the squared-denominator Dice of each class over the kept voxels only,
-    averaged over the classes. prob (B, C, ...), integer target (B, ...), keep (B, ...) in {0, 1}."""
-    keep = keep.to(prob.dtype)
-    losses = []
-    for c in range(prob.shape[1]):
-        score = prob[:, c] * keep
-        truth = (target == c).to(prob.dtype) * keep
-        inter = (score * truth).sum()
-        losses.append(1.0 - (2.0 * inter + smooth) / ((score * score).sum() + (truth * truth).sum() + smooth))
-    return torch.stack(losses).mean()
 
 
 @register(
