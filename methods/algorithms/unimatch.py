@@ -16,6 +16,9 @@ Logged: loss_sup = L_x / 2, loss_unsup = 0.25 L_s1 + 0.25 L_s2 + 0.5 L_fp, w_uns
 Reported on LA (not by the authors, who give 2D ACDC only): 8 labels 89.09 Dice / 12.50 HD95 (voxels), 16
 labels 90.77 / 7.21 (CrossMatch README, `AiEson/CrossMatch`, their 3D runs).
 
+C classes: nothing changes; the authors' medical script is multi-class (ACDC, 4 classes): argmax pseudo labels,
+the max softmax as confidence and the all-class Dice.
+
 Deviations from the reference code:
 - 3D, on the V-Net: the feature dropout is Dropout3d(0.5) on all five encoder levels (`networks/vnet_fp.py`;
   the reference: Dropout2d(0.5) on each U-Net level). Strong views are made on the training device inside
