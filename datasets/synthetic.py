@@ -28,7 +28,7 @@ a vein voxel where it lies deeper inside the nearest vein tube than inside the b
 distance), which splits the smooth junction between them. Nothing else changes: the images and the union of the
 two labels are the 2-class dataset's of the same seed, voxel for voxel (no extra random draw), and the 2-class
 output is unchanged. dataset.json then names the classes ("labels": background, atrium body, pulmonary veins).
-The veins are thin (1.5-2.6 voxel radius at 48x48x32, about 12 % of the atrium) and as bright as the body, so
+The veins are thin (a radius of 1.5-3.9 voxels at 48x48x32, 10-25 % of the atrium) and as bright as the body, so
 only their shape tells them apart: measured on 40 cases, the supervised baseline (16/0, quick preset, F = 4)
 learnt the body (Dice 59.7 % after 300 iterations, 82.1 % after 1500) and never predicted a vein voxel (0 %).
 At the CPU presets the 3-class set checks the C-class code paths; it gives no vein signal yet.
