@@ -31,6 +31,21 @@ def dice_loss_all_classes(prob: torch.Tensor, target: torch.Tensor, smooth: floa
     return torch.stack(losses).mean()
 
 
+def masked_dice_all_classes(
+    prob: torch.Tensor, target: torch.Tensor, keep: torch.Tensor, smooth: float = 1e-5
+) -> torch.Tensor:
+    """UniMatch's DiceLoss with `ignore`: the squared-denominator Dice of each class over the kept voxels only,
+    averaged over the classes. prob (B, C, ...), integer target (B, ...), keep (B, ...) in {0, 1}."""
+    keep = keep.to(prob.dtype)
+    losses = []
+    for c in range(prob.shape[1]):
+        score = prob[:, c] * keep
+        truth = (target == c).to(prob.dtype) * keep
+        inter = (score * truth).sum()
+        losses.append(1.0 - (2.0 * inter + smooth) / ((score * score).sum() + (truth * truth).sum() + smooth))
+    return torch.stack(losses).mean()
+
+
 def ce_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """0.5 (CE + Dice_fg) on C-class logits (B, C, ...) and integer targets (B, ...); Dice_fg is the mean
     foreground Dice (`dice_loss_foreground`: UA-MT's for two classes)."""
@@ -49,12 +64,15 @@ def entropy(prob: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return -(prob * torch.log(prob + eps)).sum(dim=1, keepdim=True)
 
 
-def masked_mean(values: torch.Tensor, mask: torch.Tensor, eps: float = 1e-16) -> torch.Tensor:
+def masked_mean(
+    values: torch.Tensor, mask: torch.Tensor, eps: float = 1e-16, n_classes: int | None = None
+) -> torch.Tensor:
     """sum(m d) / (C sum(m)) for d of shape (B, C, ...) and a 1-channel mask: UA-MT's normalisation.
 
-    With C classes this is the mean of d over the certain voxels and the classes.
+    With C classes this is the mean of d over the certain voxels and the classes; `n_classes` replaces C where a
+    reference divides by a fixed count (lrep's "code" normalisation keeps UA-MT's 2 for any C).
     """
-    n_classes = values.shape[1]
+    n_classes = values.shape[1] if n_classes is None else n_classes
     return (mask * values).sum() / (n_classes * mask.sum() + eps)
 
 

@@ -13,7 +13,8 @@ def sharpen(prob: torch.Tensor, temperature: float) -> torch.Tensor:
 
     Applied to each class channel of a 2-class softmax it keeps the channels summing to 1 (the two channels are
     p and 1 - p, and the map is symmetric under p -> 1 - p). One of p, 1 - p is at least 0.5, so the denominator
-    never underflows.
+    never underflows. With C > 2 classes the channels no longer sum to 1 after it; MC-Net's multi-class script
+    (`train_mcnet_2d.py`) applies it channel by channel all the same and does not renormalise, and so do we.
     """
     inv_t = 1.0 / temperature
     num = prob**inv_t

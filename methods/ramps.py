@@ -30,6 +30,10 @@ def rampup_weight(
     raise ValueError(f"rampup '{kind}': expected 'staircase' or 'gaussian'")
 
 
-def uamt_threshold(step: int, max_steps: int) -> float:
-    """UA-MT's uncertainty threshold (0.75 + 0.25 ramp(t, t_max)) ln 2; the ramp uses the raw iteration."""
-    return (0.75 + 0.25 * sigmoid_rampup(step, max_steps)) * math.log(2.0)
+def uamt_threshold(step: int, max_steps: int, n_classes: int = 2) -> float:
+    """UA-MT's uncertainty threshold (0.75 + 0.25 ramp(t, t_max)) U_max; the ramp uses the raw iteration.
+
+    U_max = ln C is the largest predictive entropy of C classes. UA-MT's paper ramps the threshold from 0.75 U_max
+    to U_max, U_max the largest uncertainty (ln 2 for its two classes); with C classes it ramps towards ln C.
+    """
+    return (0.75 + 0.25 * sigmoid_rampup(step, max_steps)) * math.log(n_classes)

@@ -33,8 +33,21 @@ def data() -> None:
     show_default=True,
     help="1 = the real LA's contrast and noise; 0 easy; above 1 harder (the default dataset uses 1.5).",
 )
+@click.option(
+    "--classes",
+    type=click.IntRange(2, 3),
+    default=2,
+    show_default=True,
+    help="2 = the atrium; 3 = atrium body (with the appendage) and pulmonary veins as labels 1 and 2.",
+)
 def synth(
-    out: Path, cases: int, seed: int, size: tuple[int, int, int], n_train: int | None, difficulty: float
+    out: Path,
+    cases: int,
+    seed: int,
+    size: tuple[int, int, int],
+    n_train: int | None,
+    difficulty: float,
+    classes: int,
 ):
     """Generate a synthetic LA-like dataset."""
     n_train = n_train if n_train is not None else max(1, round(0.8 * cases))
@@ -48,9 +61,13 @@ def synth(
         raise _ProblemsFound(f"--out {out}: cannot create the folder ({exc.strerror or exc})") from None
     from sslbench.datasets.synthetic import generate
 
-    generate(out, cases=cases, seed=seed, size=size, n_train=n_train, progress=True, difficulty=difficulty)
+    generate(
+        out, cases=cases, seed=seed, size=size, n_train=n_train, progress=True, difficulty=difficulty,
+        classes=classes,
+    )  # fmt: skip
     click.echo(
         f"wrote {cases} cases ({n_train} train, {cases - n_train} test) of {'x'.join(map(str, size))} to {out}"
+        + (f", {classes} classes" if classes != 2 else "")
     )
 
 

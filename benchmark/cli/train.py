@@ -151,7 +151,7 @@ def train(
     A finished run is never retrained or rewritten: the command says where it is and exits 0 (--force redoes it).
     """
     from sslbench.benchmark.cli.run import data_name
-    from sslbench.benchmark.training.trainer import train_run
+    from sslbench.benchmark.training.trainer import check_method_fits_data, train_run
 
     if tensorboard:
         sets = (*sets, "train.tensorboard=true")
@@ -163,6 +163,7 @@ def train(
         return
     for note in config_warnings(cfg):
         click.echo(f"warning: {note}", err=True)
+    check_method_fits_data(cfg)  # a binary-only method on C > 2 classes: refused before any run folder exists
     run_dir = writable_dir(out or default_out()) / cfg.run_name()
     if not _prepare_folder(cfg, run_dir, force):
         click.echo(

@@ -71,7 +71,10 @@ def compute_view(
     patch, ev, device = tuple(cfg.data.patch), cfg.eval, trainer.device
 
     def windows(fn, volume: np.ndarray) -> np.ndarray:
-        return sliding_window_probs(fn, volume, patch, ev.stride_xy, ev.stride_z, 2, ev.sw_batch, device)
+        n_classes = method.ctx.n_classes
+        return sliding_window_probs(
+            fn, volume, patch, ev.stride_xy, ev.stride_z, n_classes, ev.sw_batch, device
+        )
 
     with torch.no_grad():
         prob = windows(lambda x: torch.softmax(network(x), dim=1), vol.image)

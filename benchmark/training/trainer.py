@@ -104,6 +104,11 @@ def check_classes(info, dataset: Dataset) -> None:
         )
 
 
+def check_method_fits_data(cfg: RunConfig) -> None:
+    """`check_classes` for run `cfg`, for commands that refuse before they create a run folder."""
+    check_classes(get_method(cfg.method), dataset_for(cfg))
+
+
 def split_ids(cfg: RunConfig, dataset: Dataset) -> tuple[list[str], list[str]]:
     """The labeled and unlabeled case ids of the run's split (subset 0: the first N of train.list)."""
     try:

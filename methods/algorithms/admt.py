@@ -25,6 +25,9 @@ student checkpoint).
 Reported on LA (AD-MT paper; 15,000 iterations): 8 labels 90.55 Dice / 5.81 HD95 (voxels). The released code
 validates on test.list and keeps the best checkpoint; the benchmark takes the last one.
 
+C classes: nothing changes; the pseudo labels are the argmax and the max of softmax maps, the entropies sum
+over the class axis and the losses (CE, the all-class Dice) are per class, as in the released code.
+
 Deviations from the reference code:
 - The student's weak pseudo labels are CutMix-ed with the same box as the teachers' before the conflict
   resolution. The reference compares the mixed teacher labels with the student's unmixed ones, so inside the box

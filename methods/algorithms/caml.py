@@ -20,6 +20,11 @@ Loss, with p_v, p_a the branch softmaxes, s(p) = p^10 / (p^10 + (1 - p)^10) (T =
 Logged: loss_unsup = 1.0 L_c + 0.05 L_o with w_unsup = the ramp value. Evaluation: branch v alone (the
 reference's `test_3d.py` scores the first output).
 
+C classes (the released code is LA only, and binary): L_s is the mean over the foreground classes 1..C-1 of the
+same Dice, Dice(p_b,c, 1[y = c]) (`foreground_dice`; exactly the reference's Dice for two classes). The bank, the
+queries and the correlations are per class in the reference already (`MemoryBank(num_cls=...)`,
+`cal_correlation_matrix(..., num_classes)`), and so are they here; the sharpening is MC-Net's, channel by channel.
+
 Reported on LA (CAML paper, the final iteration of 15,000): 8 labels 89.62 Dice / 8.76 HD95 (voxels), 16 labels
 90.78 / 6.11; the ramp-up is tuned per label count (released models: 40, 20 and 15 steps of 150 iterations for
 4, 8 and 16 labels).
@@ -164,6 +169,14 @@ def correlation_matrix(
     return torch.cat(rows) if rows else None
 
 
+def foreground_dice(prob: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """CAML's Dice of a branch's labeled softmax (B_l, C, ...) against integer labels: of the foreground for two
+    classes (the reference), the mean over the foreground classes for more."""
+    if prob.shape[1] == 2:
+        return binary_dice_loss(prob[:, 1], target == 1)
+    return torch.stack([binary_dice_loss(prob[:, c], target == c) for c in range(1, prob.shape[1])]).mean()
+
+
 def voxels(embedding: torch.Tensor) -> torch.Tensor:
     """(B, F, W, H, D) -> (B, W, H, D, F): each voxel's embedding on the last axis."""
     return embedding.permute(0, 2, 3, 4, 1)
@@ -275,8 +288,7 @@ class CAML(SeededMixin, Method):
         cfg, n_l = self.cfg, batch.n_l
         logits_1, logits_2, emb_1, emb_2 = self.student(batch.x)
         prob_1, prob_2 = torch.softmax(logits_1, dim=1), torch.softmax(logits_2, dim=1)
-        y_fg = batch.y_l == 1
-        loss_s = binary_dice_loss(prob_1[:n_l, 1], y_fg) + binary_dice_loss(prob_2[:n_l, 1], y_fg)
+        loss_s = foreground_dice(prob_1[:n_l], batch.y_l) + foreground_dice(prob_2[:n_l], batch.y_l)
         loss_c = mutual_consistency([prob_1, prob_2], cfg.temperature)
 
         g = self.step_generator(batch.x.device)

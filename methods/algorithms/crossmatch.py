@@ -26,6 +26,14 @@ Strong views (their loader): bias field (torchio RandomBiasField, order 3, coeff
 (UniMatch's, volume U(0.02, 0.4)) with p = 0.5. Evaluation: the clean network (the last checkpoint, iteration
 14001, as `train.sh` tests).
 
+C classes (the LA script is binary): every Dice becomes that of the authors' multi-class script
+(`ACDC/train_cross_match.py`, UniMatch's `DiceLoss(n_classes)`): the squared-denominator Dice of every class,
+background included, over the kept voxels, averaged over the classes (`losses.masked_dice_all_classes`; on the
+labeled half `losses.dice_loss_all_classes`); pseudo labels stay argmax and max softmax. The threshold schedule,
+the loss weights and the perturbations stay the LA recipe's (the ACDC script's 2D recipe differs in those too:
+a fixed threshold 0.95, the distillation weighted 0.5, SGD). Two classes keep the LA script's foreground
+Dice exactly. tau(t) is a threshold on the max softmax, so it keeps its ln 2 (at most 0.69, above 1/C for C >= 2).
+
 Reported on LA (CrossMatch README, AdamW, 14,000 iterations): 8 labels 91.33 Dice / 5.29 HD95 (voxels), 16
 labels 91.61 / 5.36.
 
@@ -55,7 +63,7 @@ import torch.nn.functional as F
 from sslbench.datasets.mixing import cutmix_boxes, paste
 from sslbench.datasets.strong_augment import gaussian_blur, intensity_jitter
 from sslbench.methods.base import Batch, Method, MethodContext
-from sslbench.methods.losses import dice_loss_fg
+from sslbench.methods.losses import dice_loss_all_classes, dice_loss_fg, masked_dice_all_classes
 from sslbench.methods.networks.vnet_multi_fp import VNetMultiFP
 from sslbench.methods.ramps import sigmoid_rampup
 from sslbench.methods.registry import register
@@ -101,6 +109,27 @@ def masked_dice_fg(prob_fg: torch.Tensor, target: torch.Tensor, keep: torch.Tens
     return dice_loss_fg(prob_fg * keep, (target == 1).to(prob_fg.dtype) * keep)
 
 
+def probability_maps(logits: torch.Tensor) -> torch.Tensor:
+    """What the Dice terms compare with labels: the foreground softmax (B, ...) for two classes (the LA script),
+    the whole softmax (B, C, ...) for more (the ACDC script)."""
+    prob = torch.softmax(logits, dim=1)
+    return prob[:, 1] if prob.shape[1] == 2 else prob
+
+
+def masked_dice(prob: torch.Tensor, target: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """The Dice over the kept voxels of a `probability_maps` output: foreground only (a (B, ...) map), or every
+    class averaged (a (B, C, ...) map)."""
+    if prob.dim() == target.dim():
+        return masked_dice_fg(prob, target, keep)
+    return masked_dice_all_classes(prob, target, keep)
+
+
+def labeled_dice(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The Dice of L_x: foreground for two classes (LA script), every class averaged for more (ACDC script)."""
+    prob = probability_maps(logits)
+    return dice_loss_fg(prob, target) if prob.dim() == target.dim() else dice_loss_all_classes(prob, target)
+
+
 def pseudo_label(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(label, confidence) of logits (B, C, ...), without gradient: (B, ...) each."""
     conf, label = torch.softmax(logits.detach().float(), dim=1).max(dim=1)
@@ -123,11 +152,11 @@ def distillation_loss(
     eta: float,
 ) -> torch.Tensor:
     """L_kd: the perturbed classifiers (weak, strong) taught by the clean one on u and on s2 (weight 1 - eta) and
-    by themselves on u, CutMix-ed, on s2 (weight eta). Probabilities are foreground maps (B_u, W, H, D); each
-    target is a (label, keep) pair."""
-    from_clean = [masked_dice_fg(p, *target_u) for p in prob_fp_u]
-    from_clean += [masked_dice_fg(p, *target_s2) for p in prob_fp_s2]
-    from_self = [masked_dice_fg(p, *t) for p, t in zip(prob_fp_s2, target_fp_s2, strict=True)]
+    by themselves on u, CutMix-ed, on s2 (weight eta). Probabilities are `probability_maps` outputs (foreground
+    maps (B_u, W, H, D) for two classes); each target is a (label, keep) pair."""
+    from_clean = [masked_dice(p, *target_u) for p in prob_fp_u]
+    from_clean += [masked_dice(p, *target_s2) for p in prob_fp_s2]
+    from_self = [masked_dice(p, *t) for p, t in zip(prob_fp_s2, target_fp_s2, strict=True)]
     return (1.0 - eta) * sum(from_clean) / 4.0 + eta * sum(from_self) / 2.0
 
 
@@ -216,9 +245,6 @@ class CrossMatch(SeededMixin, Method):
         logits_s, logits_fp_s2 = self.student(torch.cat(x_s), fp_from=n_u)
         logits_s1, logits_s2 = logits_s[:n_u], logits_s[n_u:]
 
-        def fg(t: torch.Tensor) -> torch.Tensor:
-            return torch.softmax(t, dim=1)[:, 1]
-
         with torch.no_grad():
             label_u, conf_u = pseudo_label(logits[n_l:])
             target_u = (label_u, (conf_u >= tau).float())
@@ -227,12 +253,12 @@ class CrossMatch(SeededMixin, Method):
                 mixed_target(*pseudo_label(lf), partner, boxes[1], tau) for lf in logits_fp_u
             )  # (weak, strong) classifiers' own labels of u, mixed like s2
 
-        loss_x = 0.5 * (F.cross_entropy(logits[:n_l], batch.y_l) + dice_loss_fg(fg(logits[:n_l]), batch.y_l))
-        loss_s1 = masked_dice_fg(fg(logits_s1), *target_m1)
-        loss_s2 = masked_dice_fg(fg(logits_s2), *target_m2)
+        loss_x = 0.5 * (F.cross_entropy(logits[:n_l], batch.y_l) + labeled_dice(logits[:n_l], batch.y_l))
+        loss_s1 = masked_dice(probability_maps(logits_s1), *target_m1)
+        loss_s2 = masked_dice(probability_maps(logits_s2), *target_m2)
         loss_kd = distillation_loss(
-            tuple(fg(lf) for lf in logits_fp_u),
-            tuple(fg(lf) for lf in logits_fp_s2),
+            tuple(probability_maps(lf) for lf in logits_fp_u),
+            tuple(probability_maps(lf) for lf in logits_fp_s2),
             target_u,
             target_m2,
             target_fp_s2,

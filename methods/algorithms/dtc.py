@@ -9,6 +9,13 @@ Loss: Dice_fg(sigmoid(seg_l), y) + 0.3 * MSE(tanh_l, sdf_gt)
 The ground-truth SDF is computed from the labeled crops in the data loader workers (`batch_targets`).
 Evaluation: sigmoid of the seg head, returned as the two channels [1 - p, p] so the shared argmax is p > 0.5.
 
+Two classes only (`binary_only`): the SDF head regresses one signed distance map, the distance to the one
+foreground's surface, and the task transform sigmoid(-k sdf) turns it into one foreground probability, which the
+single-channel sigmoid segmentation head must match. A third class has no surface of its own in that map, and the
+reference (`train_la_dtc.py`) is binary. SSL4MIS (HiLab, DTC's first author) has a 2D ACDC variant with one SDF
+channel per class against a softmax head (`train_dtc_sdf_soft_sig_2D.py`); that is another network and loss than
+the LA method benchmarked here, not its C-class form, so it is not used.
+
 Deviations from the reference code:
 - An all-foreground crop gets SDF -1 (the reference divides by zero and gives NaN; see `sdf.py`).
 - The SDF targets come from the loader workers instead of the training loop (identical values, off the GPU
@@ -61,6 +68,7 @@ def two_channel_probs(seg_logit: torch.Tensor) -> torch.Tensor:
 )
 class DCT(Method):
     Config = DCTConfig
+    binary_only = "one signed-distance head and its level-set transform describe a single foreground"
     batch_targets = staticmethod(sdf_targets)
     device_targets = (
         True  # on CUDA the SDF is built on the GPU (methods/edt.py), not by the loader on the CPU

@@ -12,6 +12,12 @@ Loss (code/train_mcnet_3d.py), with p_i = softmax(decoder_i), s(p) = p^(1/T) / (
 Evaluation: decoder 1 (transposed conv) alone. The reference's `test_3d.py` builds a plain V-Net and loads the
 MC-Net+ weights with strict=False, so only the encoder and `decoder1` are used; `predict` does the same.
 
+C classes (the 3D script is binary): the supervised Dice becomes that of the authors' own multi-class script,
+`train_mcnet_2d.py` (ACDC, 4 classes): `losses.DiceLoss(num_classes)`, the squared-denominator Dice of every class,
+background included, averaged over the classes (`losses.dice_loss_all_classes`). The sharpening stays element-wise
+on every class channel and the MSE covers all of them, as in that script (the sharpened channels then no longer sum
+to 1; the reference does not renormalise them). Two classes keep the 3D script's foreground Dice exactly.
+
 Reported on LA (MC-Net+ paper, Table 1; 15,000 iterations, best checkpoint on the test set): 8 labels 88.96 Dice /
 7.93 HD95 (voxels), 16 labels 91.07 / 5.84.
 
@@ -23,6 +29,10 @@ Deviations from the reference code:
   (`ce=True` adds 0.5 CE per decoder if wanted), so the supervised loss is Dice only, as in the code.
 - The reference stores the decoder probabilities in CPU buffers before the MSE (a speed quirk, same values).
 - The checkpoint is the last one (benchmark protocol); the reference keeps the best test Dice every 200 steps.
+- C classes: the 2D script's DiceLoss computes 1 - sum(p g) / (sum p^2 + sum g^2), without the factor 2 of a Dice
+  (= 0.5 + 0.5 x the Dice loss, so half its gradient), with 1e-10 in the denominator only; ours is the Dice as
+  written everywhere else, 1 - (2 sum(p g) + 1e-5) / (sum p^2 + sum g^2 + 1e-5). `mcnet.lam=0.25` gives the
+  reference's gradient scale.
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from sslbench.methods.base import Batch, Method, MethodContext
+from sslbench.methods.losses import dice_loss_all_classes
 from sslbench.methods.mutual import binary_dice_loss, mutual_consistency
 from sslbench.methods.networks.vnet_multi import UP_MODES, VNetMultiDecoder
 from sslbench.methods.ramps import sigmoid_rampup
@@ -56,6 +67,14 @@ class MCNetConfig:
             raise ValueError(f"mcnet.temperature={self.temperature}: expected a positive number")
         if self.rampup_end is not None and self.rampup_end < 1:
             raise ValueError(f"mcnet.rampup_end={self.rampup_end}: expected a positive integer")
+
+
+def supervised_dice(prob: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The Dice of one decoder's labeled softmax (B_l, C, ...): the 3D script's foreground Dice for two classes,
+    the 2D (multi-class) script's Dice of every class for more (see the module docstring)."""
+    if prob.shape[1] == 2:
+        return binary_dice_loss(prob[:, 1], target == 1)
+    return dice_loss_all_classes(prob, target)
 
 
 @register(
@@ -96,7 +115,7 @@ class MCNetPlus(Method):
         n_l = batch.n_l
         logits = self.student(batch.x)  # n_decoders x (B_l + B_u, C, W, H, D)
         probs = [torch.softmax(out, dim=1) for out in logits]
-        loss_dice = torch.stack([binary_dice_loss(p[:n_l, 1], batch.y_l == 1) for p in probs]).sum()
+        loss_dice = torch.stack([supervised_dice(p[:n_l], batch.y_l) for p in probs]).sum()
         loss_sup = self.cfg.lam * loss_dice
         if self.cfg.ce:
             loss_sup = loss_sup + 0.5 * sum(F.cross_entropy(out[:n_l], batch.y_l) for out in logits)

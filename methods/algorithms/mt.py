@@ -10,6 +10,9 @@ foreground-only Dice, its step lr schedule and ramp-up, the trainer's defaults),
 included) and a poly lr. SSL4MIS is the reference only for the weight 0.1 and the softmax-MSE form, which the
 two share.
 
+C classes (the reference is binary): Dice_fg is the mean foreground Dice over classes 1..C-1
+(`losses.ce_dice_loss`, UA-MT's Dice exactly for two classes); the softmax MSE covers every class already.
+
 Deviations from the reference code:
 - BN running buffers are copied to the teacher at each EMA step (the references leave them; their teacher always
   runs in train mode, so this does not change training).

@@ -11,6 +11,10 @@ Discriminator step (after the SGD step, own Adam(1e-4, betas (0.9, 0.99))): the 
 recomputes tanh for the whole batch without gradient; CE(D(tanh, x), [1] * B_l + [0] * B_u).
 Evaluation: sigmoid of the seg head > 0.5 (as [1 - p, p] for the shared argmax).
 
+Two classes only (`binary_only`): the shape prior is one signed distance map of one foreground (DTC's two-head
+V-Net with single-channel heads), and the discriminator judges that one map against the labeled crops' maps.
+The reference is binary (LA) and gives no C-class form (a discriminator over C maps would be a new method).
+
 Deviations from the reference code:
 - The discriminator pools adaptively (any crop size) and its width is 4 * n_filters (64 at the paper's 16), see
   `networks/discriminator.py`.
@@ -66,6 +70,7 @@ class SASSnet(Method):
         True  # on CUDA the SDF is built on the GPU (methods/edt.py), not by the loader on the CPU
     )
     auxiliary_networks = ("discriminator",)
+    binary_only = "its adversarial shape prior judges one signed-distance map of a single foreground"
 
     def __init__(self, cfg: SASSnetConfig, ctx: MethodContext):
         super().__init__(cfg, ctx)

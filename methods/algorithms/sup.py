@@ -3,6 +3,9 @@
 Paper: Yu et al., "Uncertainty-aware self-ensembling model for semi-supervised 3D left atrium segmentation",
 MICCAI 2019 (its `train_LA.py` baseline). Loss: 0.5 (CE + Dice_fg) on the labeled crops.
 
+C classes (the reference is binary): Dice_fg is the mean foreground Dice over classes 1..C-1
+(`losses.dice_loss_foreground`, UA-MT's Dice exactly for two classes), as the lrep authors' 5-class FLARE script.
+
 Deviations from the reference code:
 - The reference runs 6001 iterations (its loop stops at `iter > max`); we run exactly `iterations`.
 - The batch holds `labeled_bs` labeled crops only when the split has unlabeled cases; the trainer gives a

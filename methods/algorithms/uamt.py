@@ -6,6 +6,13 @@ threshold tau(t) = (0.75 + 0.25 ramp(t, t_max)) ln 2.
 Loss: 0.5 (CE + Dice_fg) + lambda(t) * sum(1[U < tau] d) / (2 sum(1[U < tau])), d = (p_s - p_t)^2 on the
 unlabeled half; lambda = 0.1 with the ramp-up.
 
+C classes (the reference is binary): the threshold ramps towards ln C instead of ln 2 (the paper's U_max, the
+largest entropy; `ramps.uamt_threshold`), the consistency divides by C sum(mask) instead of 2 sum(mask) (the
+mean over the classes, `losses.masked_mean`), and Dice_fg is the mean foreground Dice (`losses.ce_dice_loss`).
+SSL4MIS's 4-class 2D port (`train_uncertainty_aware_mean_teacher_2D.py`) keeps the binary constants ln 2 and 2,
+which makes its mask stricter (0.75 ln 2 is 0.38 of ln 4) and its consistency twice the class mean; we follow
+the paper's definitions instead. For two classes every number is the reference's.
+
 Deviations from the reference code:
 - None in the default: the K passes run as ceil(K / repeats) forward passes over the unlabeled batch replicated
   `repeats` times, and `repeats` = 2 is the reference's 2 copies x 4 loops. Each copy draws its own noise, and
@@ -82,8 +89,8 @@ class UAMT(EMATeacherMixin, Method):
             prob_mean = stochastic_mean_prob(
                 self.teacher, batch.x_u, cfg.K, cfg.repeats, cfg.noise_std, cfg.noise_clip
             )
-            uncertainty = entropy(prob_mean)  # (B_u, 1, W, H, D), at most ln 2
-            threshold = uamt_threshold(step, max_steps)
+            uncertainty = entropy(prob_mean)  # (B_u, 1, W, H, D), at most ln C
+            threshold = uamt_threshold(step, max_steps, self.ctx.n_classes)
             mask = (uncertainty < threshold).float()
         loss_sup = ce_dice_loss(logits_s[: batch.n_l], batch.y_l)
         loss_unsup = masked_mean(softmax_mse(logits_s[batch.n_l :], logits_t), mask)
@@ -93,7 +100,7 @@ class UAMT(EMATeacherMixin, Method):
             loss_unsup,
             w,
             certain_frac=mask.mean(),
-            threshold=torch.tensor(threshold / math.log(2.0)),
+            threshold=torch.tensor(threshold / math.log(self.ctx.n_classes)),  # the ramp, as a share of ln C
         )
 
     def on_after_optimizer_step(self, step: int) -> None:

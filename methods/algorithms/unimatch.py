@@ -16,6 +16,9 @@ Logged: loss_sup = L_x / 2, loss_unsup = 0.25 L_s1 + 0.25 L_s2 + 0.5 L_fp, w_uns
 Reported on LA (not by the authors, who give 2D ACDC only): 8 labels 89.09 Dice / 12.50 HD95 (voxels), 16
 labels 90.77 / 7.21 (CrossMatch README, `AiEson/CrossMatch`, their 3D runs).
 
+C classes: nothing changes; the authors' medical script is multi-class (ACDC, 4 classes): argmax pseudo labels,
+the max softmax as confidence and the all-class Dice.
+
 Deviations from the reference code:
 - 3D, on the V-Net: the feature dropout is Dropout3d(0.5) on all five encoder levels (`networks/vnet_fp.py`;
   the reference: Dropout2d(0.5) on each U-Net level). Strong views are made on the training device inside
@@ -45,7 +48,7 @@ import torch.nn.functional as F
 from sslbench.datasets.mixing import cutmix_boxes, paste
 from sslbench.datasets.strong_augment import gaussian_blur, gaussian_noise, intensity_jitter
 from sslbench.methods.base import Batch, Method, MethodContext
-from sslbench.methods.losses import dice_loss_all_classes
+from sslbench.methods.losses import dice_loss_all_classes, masked_dice_all_classes
 from sslbench.methods.networks.vnet_fp import VNetFP
 from sslbench.methods.registry import register
 from sslbench.methods.seeded import SeededMixin
@@ -80,21 +83,6 @@ class UniMatchConfig:
             raise ValueError(
                 "unimatch.cutmix_size_max must be in (0.02, 1] and unimatch.blur_sigma_max > 0.1"
             )
-
-
-def masked_dice_all_classes(
-    prob: torch.Tensor, target: torch.Tensor, keep: torch.Tensor, smooth: float = 1e-5
-) -> torch.Tensor:
-    """UniMatch's DiceLoss with `ignore`: the squared-denominator Dice of each class over the kept voxels only,
-    averaged over the classes. prob (B, C, ...), integer target (B, ...), keep (B, ...) in {0, 1}."""
-    keep = keep.to(prob.dtype)
-    losses = []
-    for c in range(prob.shape[1]):
-        score = prob[:, c] * keep
-        truth = (target == c).to(prob.dtype) * keep
-        inter = (score * truth).sum()
-        losses.append(1.0 - (2.0 * inter + smooth) / ((score * score).sum() + (truth * truth).sum() + smooth))
-    return torch.stack(losses).mean()
 
 
 @register(

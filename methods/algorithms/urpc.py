@@ -12,6 +12,9 @@ Loss, with p_s = softmax(out_s) for the scales s = 1..4 and p = mean_s p_s:
   L      = L_sup + lambda(t) * (L_1 + L_2 + L_3 + L_4) / 4,  lambda = 0.1 with the ramp-up, unlabeled half only.
 Evaluation uses the main (finest) head's softmax.
 
+C classes: nothing changes; the SSL4MIS script is written for any `num_classes` (CE, the all-class Dice, the
+KL and the MSE are all over the class axis).
+
 Deviations from the reference code:
 - log p_s is taken as log_softmax(out_s) rather than log(softmax(out_s)): the same value where the softmax does
   not underflow, and finite where it does (the reference's KL would be inf there).

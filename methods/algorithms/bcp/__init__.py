@@ -16,6 +16,14 @@ Loss, with L(out, y, R) = (Dice_R(out, y) + CE_R(out, y)) / 2 over region R (BCP
 Teacher: EMA 0.99 of the student from the first step (no warm-up, it starts as the stage-1 model), in train mode.
 Evaluation: the student.
 
+C classes (the LA script is binary): the pseudo labels are those of the authors' multi-class script
+(`ACDC_BCP_train.py`, `get_ACDC_masks(output, nms=1)`): the argmax of the teacher's softmax, then per foreground
+class its largest connected component (a class without a voxel stays empty), the classes put back together.
+`pl_threshold` is the binary script's foreground threshold and has no role there. The losses were per class
+already (BCP's Dice over every class, background included, and the CE). Two classes keep the LA script's
+1[p_fg >= 0.5] and its largest component exactly (where p_fg = 0.5 the threshold says foreground, the argmax
+background).
+
 Reported on LA (BCP paper): 8 labels (10 %) 89.62 Dice / 6.81 HD95 (voxels), 15000 stage-2 iterations.
 
 Deviations from the reference code:
@@ -33,6 +41,7 @@ Deviations from the reference code:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -88,8 +97,11 @@ def stage1_config(cfg: BCPConfig, ctx: MethodContext) -> Stage1Config:
 
 
 def stage1_key(cfg: BCPConfig, ctx: MethodContext) -> dict[str, Any]:
-    """Everything the stage-1 weights depend on: the dataset, the labeled case ids, the seed and the settings."""
-    return {
+    """Everything the stage-1 weights depend on: the dataset, the labeled case ids, the seed and the settings.
+
+    The class count is named only when it is not 2, so the keys (and cached weights) of binary runs stay valid.
+    """
+    key = {
         "version": STAGE1_VERSION,
         "dataset": ctx.dataset_id,
         "labeled_ids": list(ctx.labeled_ids),
@@ -99,6 +111,7 @@ def stage1_key(cfg: BCPConfig, ctx: MethodContext) -> dict[str, Any]:
         "n_filters": ctx.n_filters,
         "normalization": ctx.normalization,
     }
+    return key if ctx.n_classes == 2 else {**key, "n_classes": ctx.n_classes}
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
@@ -108,6 +121,15 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
         return mask
     sizes = np.bincount(labels.ravel())[1:]
     return (labels == int(np.argmax(sizes)) + 1).astype(mask.dtype)
+
+
+def largest_component_per_class(label_map: np.ndarray, n_classes: int) -> np.ndarray:
+    """Each foreground class of a (W, H, D) label map reduced to its largest 26-connected component
+    (`get_ACDC_2DLargestCC` in 3D); voxels of dropped components become background."""
+    out = np.zeros_like(label_map)
+    for c in range(1, n_classes):
+        out[largest_component((label_map == c).astype(np.uint8)) == 1] = c
+    return out
 
 
 @register(
@@ -147,12 +169,20 @@ class BCP(SeededMixin, EMATeacherMixin, Method):
 
     @torch.no_grad()
     def pseudo_labels(self, logits_t: torch.Tensor) -> torch.Tensor:
-        """(B, W, H, D) int64: 1[softmax_fg >= threshold], reduced to its largest component per crop."""
-        fg = (torch.softmax(logits_t.float(), dim=1)[:, 1] >= self.cfg.pl_threshold).to(torch.int64)
+        """(B, W, H, D) int64: 1[softmax_fg >= threshold], reduced to its largest component per crop; with more
+        than two classes the argmax, reduced to each class's largest component (see the module docstring)."""
+        prob = torch.softmax(logits_t.float(), dim=1)
+        n_classes = prob.shape[1]
+        if n_classes == 2:
+            q = (prob[:, 1] >= self.cfg.pl_threshold).to(torch.int64)
+            reduce = largest_component
+        else:
+            q = prob.argmax(dim=1)
+            reduce = functools.partial(largest_component_per_class, n_classes=n_classes)
         if not self.cfg.largest_cc:
-            return fg
-        kept = [largest_component(m) for m in fg.cpu().numpy()]
-        return torch.from_numpy(np.stack(kept)).to(fg.device)
+            return q
+        kept = [reduce(m) for m in q.cpu().numpy()]
+        return torch.from_numpy(np.stack(kept)).to(q.device)
 
     def train_step(self, batch: Batch, step: int, max_steps: int) -> dict[str, torch.Tensor]:
         n_l, n_u = batch.n_l, batch.x_u.shape[0]
@@ -178,7 +208,7 @@ class BCP(SeededMixin, EMATeacherMixin, Method):
         loss_sup = region_loss(out_in, y_l[:h], outside) + region_loss(out_out, y_l[h:], inside)
         loss_unsup = region_loss(out_in, q[:h], inside) + region_loss(out_out, q[h:], outside)
         return self.consistency_result(
-            loss_sup, loss_unsup, self.cfg.u_weight, pseudo_fg=q.float().mean(), cuboid_frac=m.mean()
+            loss_sup, loss_unsup, self.cfg.u_weight, pseudo_fg=(q > 0).float().mean(), cuboid_frac=m.mean()
         )
 
     def on_after_optimizer_step(self, step: int) -> None:
@@ -210,6 +240,7 @@ class BCP(SeededMixin, EMATeacherMixin, Method):
                 ctx.normalization,
                 torch.device(ctx.device),
                 ctx.seed,
+                ctx.n_classes,
             )
 
         asset = ctx.cache.cached("bcp_stage1", stage1_key(cfg, ctx), build)

@@ -88,8 +88,10 @@ def pretrain_stage1(
     normalization: str,
     device: torch.device,
     seed: int,
+    n_classes: int = 2,
 ) -> dict[str, Any]:
-    """Train the stage-1 V-Net on labeled volumes; returns {"state": CPU state dict, "report": {...}}.
+    """Train the stage-1 V-Net (`n_classes` outputs) on labeled volumes; returns {"state": CPU state dict,
+    "report": {...}}.
 
     The last model is returned (the reference keeps the one with the best Dice on the test set every 200
     steps, which the benchmark protocol does not allow).
@@ -99,7 +101,7 @@ def pretrain_stage1(
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        net = VNet(1, 2, n_filters, normalization, 0.5).to(device)
+        net = VNet(1, n_classes, n_filters, normalization, 0.5).to(device)
         net.train()
         opt = torch.optim.SGD(
             net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay

@@ -39,6 +39,15 @@ choice an option (methods.md section 6):
 - DAE loss ("mse" vs "mse+dice"), DAE lr schedule (halving vs cosine), latent noise (off vs on), corruptions
   (shapes and resizing on vs off): see `dae_training.py` and `corruptions.py`.
 
+C classes, as the authors' FLARE code (`code_DAE_MT/train_Abdomen_meanteacher_DAE_certainty.py`, 5 classes) does:
+the DAE is trained on the C-class labeled masks (`dae_training.py`, `corruptions.py`), its input stays the
+1-channel map of class indices q = argmax_c p_t as floats (their `VNetDAE(n_channels=1, n_classes=C)`; "prob"
+feeds the expected index sum_c c p_t,c), its C sigmoid outputs p_hat are compared with the C softmax channels of
+p_t, so U = ||p_hat - p_t||^2 sums over the C channels ("per-class": their U per channel); the supervised loss is
+0.5 (CE + the mean foreground Dice) (their `dice_loss_all`). Where the code keeps a binary constant: "code"
+normalisation divides by 2 sum(m) as their 5-class script does (not by C sum(m), the class mean that UA-MT's 2
+means for two classes); the "threshold" ablation ramps towards ln C like UA-MT (`ramps.uamt_threshold`).
+
 Deviations from the reference code:
 - L_c is normalised per volume (the paper's equation, see `normalisation`), not pooled over the batch as in the
   authors' code; this changed lrep's numbers and run ids compared with earlier versions of this benchmark (which
@@ -199,8 +208,11 @@ def dae_seed(cfg: LRepConfig, ctx: MethodContext) -> int:
 
 
 def dae_key(cfg: LRepConfig, ctx: MethodContext) -> dict[str, Any]:
-    """Everything a trained DAE depends on: the dataset, the labeled case ids, the seed and its settings."""
-    return {
+    """Everything a trained DAE depends on: the dataset, the labeled case ids, the seed and its settings.
+
+    The class count is named only when it is not 2, so the keys (and cached DAEs) of binary runs stay valid.
+    """
+    key = {
         "version": DAE_VERSION,
         "dataset": ctx.dataset_id,
         "labeled_ids": list(ctx.labeled_ids),
@@ -209,6 +221,7 @@ def dae_key(cfg: LRepConfig, ctx: MethodContext) -> dict[str, Any]:
         "patch": list(ctx.patch),
         "n_filters": ctx.n_filters,
     }
+    return key if ctx.n_classes == 2 else {**key, "n_classes": ctx.n_classes}
 
 
 # --- the uncertainty, shared by training and the show-uncertainty command ---------------------------------
@@ -232,8 +245,11 @@ def uncertainty_map(prob_t: torch.Tensor, prob_hat: torch.Tensor, cfg: LRepConfi
 
 def weighted_consistency(d: torch.Tensor, weight: torch.Tensor, cfg: LRepConfig) -> torch.Tensor:
     """L_c from the squared differences d (B, C, ...) and the certainty weights m (B, 1, ...) or (B, C, ...)."""
-    if cfg.variant == "threshold" or cfg.normalisation == "code":
-        return masked_mean(d, weight)  # sum(m d) / (C sum m) over the batch: UA-MT's and the authors' code's
+    if cfg.variant == "threshold":
+        return masked_mean(d, weight)  # sum(m d) / (C sum m) over the batch: UA-MT's
+    if cfg.normalisation == "code":
+        # The authors' code: sum(m d) / (2 sum m) over the batch; their 5-class FLARE script keeps the 2.
+        return masked_mean(d, weight, n_classes=2)
     if cfg.normalisation == "pooled":
         return d.shape[1] * weighted_mean(d, weight)  # sum_v m_v ||d_v||^2 / sum_v m_v over the whole batch
     # The paper's L_c(p_s,i, p_t,i) = sum_v m_i,v ||d_i,v||^2 / sum_v m_i,v per volume i, averaged over the batch.
@@ -288,7 +304,7 @@ class LabelingRepresentation(EMATeacherMixin, Method):
             prob_t = torch.softmax(logits_t, dim=1)
             u = uncertainty_map(prob_t, self.reconstruct(prob_t), cfg)
             if cfg.variant == "threshold":
-                threshold = uamt_threshold(step, max_steps)
+                threshold = uamt_threshold(step, max_steps, self.ctx.n_classes)
                 weight = (u < threshold).float()
             else:
                 weight = torch.exp(-cfg.beta * u)
@@ -344,6 +360,7 @@ class LabelingRepresentation(EMATeacherMixin, Method):
                 dae_seed(cfg, ctx),
                 ctx.progress,
                 ctx.num_workers,
+                ctx.n_classes,
             )
             return {"state": state, "report": report}
 

@@ -6,6 +6,13 @@ axis (D), with independent random draws per slice, and each kind is applied to a
 Label maps are integer class indices (0 = background); for LA they are 0/1 masks. Every function takes an
 explicit `np.random.Generator`, so a corruption is reproducible from its seed.
 
+C classes (the authors' FLARE code, `RandomCorrupt` on 5-class abdominal label maps): the same operations on the
+index map. Morphology is grey (erosion = the smallest index within the disk, dilation the largest), so it moves the
+boundaries between classes as well as those with the background, in index order; swapping exchanges the indices
+of the pixels r apart, across any boundary the grey erosion finds. Added shapes take a foreground class drawn per
+shape (see `add_shapes`); removed shapes, resizing and the rest are class-agnostic. A 0/1 map (every LA slice, and
+a multi-class slice showing one class as 1 only) takes the binary fast paths, which equal the grey operations.
+
 Matched to the authors' `RandomCorrupt` (code_DAE/dataloaders/medical_dataloader.py of
 adigasu/Anatomically-aware_Uncertainty_for_Semi-supervised_Segmentation, f3b21bb): the swap's write order
 (partners, then candidates) and skimage's erosion of a slice without background (it stays unchanged).
@@ -22,6 +29,8 @@ Deviations from the reference code (and why):
   Instead of skimage's `random_shapes` we draw 1-5 filled ellipses or rectangles of at most `shape_max_size`
   pixels. Added shapes are placed anywhere in the slice (spurious blobs); removed shapes are centred on a random
   foreground pixel, so that they actually punch holes (a uniformly placed eraser mostly hits background).
+- With C > 2 classes each added shape takes a class drawn uniformly from 1..C-1; the commented-out code paints
+  class 1 whatever the class count, which would show the DAE spurious blobs of one organ only.
 """
 
 from __future__ import annotations
@@ -204,12 +213,20 @@ def random_shape_mask(
 
 
 def add_shapes(
-    sl: np.ndarray, rng: np.random.Generator, max_shapes: int = 5, max_size: int = 15, value: int = 1
+    sl: np.ndarray,
+    rng: np.random.Generator,
+    max_shapes: int = 5,
+    max_size: int = 15,
+    value: int = 1,
+    n_classes: int = 2,
 ) -> np.ndarray:
-    """Paint 1..max_shapes random shapes anywhere in the slice with class `value` (spurious blobs)."""
+    """Paint 1..max_shapes random shapes anywhere in the slice (spurious blobs): with class `value` for two classes;
+    for more, each shape with a class drawn from 1..n_classes-1 (no draw at all with two, so the binary stream is
+    unchanged)."""
     out = sl.copy()
     for _ in range(int(rng.integers(1, max_shapes + 1))):
-        out[random_shape_mask(out.shape, rng, max_size=max_size)] = value
+        label = value if n_classes <= 2 else int(rng.integers(1, n_classes))
+        out[random_shape_mask(out.shape, rng, max_size=max_size)] = label
     return out
 
 
@@ -228,8 +245,12 @@ def remove_shapes(
 
 
 # --- the pipeline --------------------------------------------------------------------------------------
-def corrupt_slice(sl: np.ndarray, rng: np.random.Generator, cfg: CorruptionConfig) -> np.ndarray:
-    """Apply each enabled corruption with probability p, in the order resize, swap, morphology, add, remove."""
+def corrupt_slice(
+    sl: np.ndarray, rng: np.random.Generator, cfg: CorruptionConfig, n_classes: int = 2
+) -> np.ndarray:
+    """Apply each enabled corruption with probability p, in the order resize, swap, morphology, add, remove.
+
+    `n_classes`: the label map's class count (background included), for the classes of added shapes."""
     out = sl
     empty = not out.any()
     # Draw every coin even when a corruption is off or the slice is empty, so enabling one kind does not shift
@@ -242,16 +263,19 @@ def corrupt_slice(sl: np.ndarray, rng: np.random.Generator, cfg: CorruptionConfi
     if cfg.morphology and coins[2] and not empty:
         out = morphology(out, rng, radius_range=cfg.morph_radius)
     if cfg.shapes and coins[3]:
-        out = add_shapes(out, rng, cfg.max_shapes, cfg.shape_max_size)
+        out = add_shapes(out, rng, cfg.max_shapes, cfg.shape_max_size, n_classes=n_classes)
     if cfg.shapes and coins[4]:
         out = remove_shapes(out, rng, cfg.max_shapes, cfg.shape_max_size)
     return out
 
 
-def corrupt(mask: np.ndarray, rng: np.random.Generator, cfg: CorruptionConfig | None = None) -> np.ndarray:
-    """Corrupt a (W, H, D) label map slice by slice along D; returns a new array of the same dtype."""
+def corrupt(
+    mask: np.ndarray, rng: np.random.Generator, cfg: CorruptionConfig | None = None, n_classes: int = 2
+) -> np.ndarray:
+    """Corrupt a (W, H, D) label map of `n_classes` classes slice by slice along D; returns a new array of the
+    same dtype."""
     cfg = cfg or CorruptionConfig()
     out = np.empty_like(mask)
     for k in range(mask.shape[2]):
-        out[:, :, k] = corrupt_slice(np.ascontiguousarray(mask[:, :, k]), rng, cfg)
+        out[:, :, k] = corrupt_slice(np.ascontiguousarray(mask[:, :, k]), rng, cfg, n_classes)
     return out

@@ -29,6 +29,12 @@ Measured (split 8/72, seed 1337, one thread; Dice of corrupted input -> output, 
 so only the canonical la-half DAE denoises (barely); the synthetic quick one needs more steps (`dae_iterations`,
 with `dae_seed` to build it once per split).
 
+C classes (the authors' FLARE code, `code_DAE/train_DAE.py` with `VNetDAE(n_channels=1, n_classes=5)`): the input
+stays one channel, the corrupted map's class indices as floats (0, 1, ..., C-1) plus the same noise, and the DAE
+outputs C sigmoid channels regressed against the one-hot clean crop; "mse+dice" uses the mean foreground Dice
+(their `dice_loss_all`: 1 - the mean Dice of classes 1..C-1), and the report's Dice is the mean over the
+foreground classes of each class's Dice. Two classes are exactly the binary DAE.
+
 Batches are a pure function of (seed, step), as in `datasets.batches`, so loader workers may build them in any
 order. The global torch RNG is forked: training a DAE (or loading it from a cache instead) never changes the
 random stream the caller's networks are initialised from.
@@ -50,7 +56,7 @@ from sslbench.datasets.transforms import random_crop, random_rot_flip
 from sslbench.methods.algorithms.lrep.corruptions import CorruptionConfig, corrupt
 from sslbench.methods.algorithms.lrep.pose import POSES, canonical_pose, dae_probabilities, to_canonical
 from sslbench.methods.base import PreparationError
-from sslbench.methods.losses import dice_loss_fg
+from sslbench.methods.losses import dice_loss_foreground
 from sslbench.methods.networks.dae import LabelDAE
 
 _TRAIN_STREAM, _EVAL_STREAM, _ORDER_STREAM = 0xDAE0, 0xDAE1, 0xDAE2
@@ -95,7 +101,7 @@ def dae_loss(logits: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Ten
     if kind == "mse":
         return ((prob - onehot) ** 2).sum(dim=1).mean()
     if kind == "mse+dice":
-        return 0.5 * (F.mse_loss(prob, onehot) + dice_loss_fg(prob[:, 1], target))
+        return 0.5 * (F.mse_loss(prob, onehot) + dice_loss_foreground(prob, target))
     raise ValueError(f"DAE loss '{kind}': expected one of {LOSSES}")
 
 
@@ -109,13 +115,17 @@ def mask_order(seed: int, n: int, step: int, batch_size: int) -> list[int]:
 
 
 def corrupted_crop(
-    mask: np.ndarray, patch: tuple[int, int, int], rng: np.random.Generator, cfg: CorruptionConfig
+    mask: np.ndarray,
+    patch: tuple[int, int, int],
+    rng: np.random.Generator,
+    cfg: CorruptionConfig,
+    n_classes: int = 2,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(corrupted, clean) crops of one mask: rot/flip, random crop (the segmentation branch's), corruption."""
     _, label = random_rot_flip(mask, mask, rng)
     _, clean = random_crop(label, label, patch, rng)
     clean = np.ascontiguousarray(clean)
-    return corrupt(clean, rng, cfg), clean
+    return corrupt(clean, rng, cfg, n_classes), clean
 
 
 @dataclass
@@ -127,6 +137,7 @@ class DAEBatches:
     cfg: DAEConfig
     seed: int
     stream: int = _TRAIN_STREAM
+    n_classes: int = 2  # of the masks, background included (the classes of added shapes)
 
     def __len__(self) -> int:
         return self.cfg.iterations
@@ -135,7 +146,9 @@ class DAEBatches:
         pairs = []
         for slot, i in enumerate(mask_order(self.seed, len(self.masks), step, self.cfg.batch_size)):
             rng = np.random.default_rng([self.seed, self.stream, step, slot])
-            corrupted, clean = corrupted_crop(self.masks[i], self.patch, rng, self.cfg.corruption)
+            corrupted, clean = corrupted_crop(
+                self.masks[i], self.patch, rng, self.cfg.corruption, self.n_classes
+            )
             if self.cfg.pose == "canonical":  # the pose of what the DAE will see: its (corrupted) input
                 pose = canonical_pose(torch.from_numpy(corrupted))
                 corrupted, clean = (
@@ -151,8 +164,11 @@ def _collate(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(v) for k, v in batch.items()}
 
 
-def dice_score(pred: np.ndarray, target: np.ndarray) -> float:
-    """Foreground Dice of two label arrays pooled over everything given (1.0 when both are empty)."""
+def dice_score(pred: np.ndarray, target: np.ndarray, n_classes: int = 2) -> float:
+    """Foreground Dice of two label arrays pooled over everything given (1.0 when both are empty); with more than
+    two classes the mean over the foreground classes of each class's Dice."""
+    if n_classes > 2:
+        return float(np.mean([dice_score(pred == c, target == c) for c in range(1, n_classes)]))
     p, t = pred > 0, target > 0
     denom = p.sum() + t.sum()
     return 1.0 if denom == 0 else float(2.0 * (p & t).sum() / denom)
@@ -172,12 +188,14 @@ def reconstruction_dice(
     Fresh crops and corruptions (a stream training never draws). `denoises`: the output on the corrupted input
     is closer to the clean crop than that input is (a DAE that does not denoise only blurs its input).
     """
+    n_classes = model.out_conv.out_channels
     data = DAEBatches(
         masks,
         patch,
         replace(cfg, batch_size=1, iterations=cfg.eval_samples, pose="as-is"),
         seed,
         _EVAL_STREAM,
+        n_classes,
     )  # crops in their own frame: `dae_probabilities` applies the DAE's pose as lrep does
     model.eval()
     corrupted, clean, recon, recon_clean = [], [], [], []
@@ -189,11 +207,12 @@ def reconstruction_dice(
         corrupted.append(item["corrupted"][:, 0])
         clean.append(item["clean"])
     corrupted, clean = np.stack(corrupted), np.stack(clean)
-    dice_in, dice_out = dice_score(corrupted, clean), dice_score(np.stack(recon), clean)
+    dice_in = dice_score(corrupted, clean, n_classes)
+    dice_out = dice_score(np.stack(recon), clean, n_classes)
     return {
         "dice_corrupted_vs_clean": dice_in,
         "dice_dae_vs_clean": dice_out,
-        "dice_dae_on_clean_vs_clean": dice_score(np.stack(recon_clean), clean),
+        "dice_dae_on_clean_vs_clean": dice_score(np.stack(recon_clean), clean, n_classes),
         "denoises": bool(dice_out > dice_in),
     }
 
@@ -221,13 +240,14 @@ def _fit(
     progress: bool,
     num_workers: int,
     desc: str,
+    n_classes: int = 2,
 ) -> tuple[LabelDAE, list]:
     """Train one DAE; returns it with its loss curve (the mean loss of each tenth of the iterations)."""
-    model = LabelDAE(patch, 2, n_filters, cfg.latent_dim, init=cfg.init).to(device)
+    model = LabelDAE(patch, n_classes, n_filters, cfg.latent_dim, init=cfg.init).to(device)
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     loader = DataLoader(
-        DAEBatches(masks, patch, cfg, seed),
+        DAEBatches(masks, patch, cfg, seed, n_classes=n_classes),
         batch_size=None,
         sampler=range(cfg.iterations),
         num_workers=num_workers,
@@ -270,8 +290,10 @@ def train_dae(
     seed: int,
     progress: bool = False,
     num_workers: int = 0,
+    n_classes: int = 2,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Train the DAE on `masks` (the labeled masks, (W, H, D) 0/1 arrays) and measure its reconstructions.
+    """Train the DAE on `masks` (the labeled masks, (W, H, D) label maps of `n_classes` classes, background
+    included) and measure its reconstructions.
 
     Returns the CPU state dict of the DAE trained on all masks and a JSON-friendly report.
     """
@@ -300,7 +322,9 @@ def train_dae(
     t0 = time.perf_counter()
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        model, curve = _fit(masks, cfg, patch, n_filters, device, seed, progress, num_workers, "DAE")
+        model, curve = _fit(
+            masks, cfg, patch, n_filters, device, seed, progress, num_workers, "DAE", n_classes
+        )
         report["train_s"] = time.perf_counter() - t0
         report["final_loss"] = curve[-1]  # the mean over the last tenth of the iterations
         report["loss_curve"] = curve
@@ -308,7 +332,9 @@ def train_dae(
         report.update(reconstruction_dice(model, masks, patch, cfg, seed, device))
         if cfg.holdout:
             seen, unseen = masks[: -cfg.holdout], masks[-cfg.holdout :]
-            probe, _ = _fit(seen, cfg, patch, n_filters, device, seed, progress, num_workers, "DAE probe")
+            probe, _ = _fit(
+                seen, cfg, patch, n_filters, device, seed, progress, num_workers, "DAE probe", n_classes
+            )
             held = reconstruction_dice(probe, unseen, patch, cfg, seed, device)
             report.update({f"holdout_{k}": v for k, v in held.items()}, holdout_n=cfg.holdout)
     report["total_s"] = time.perf_counter() - t0
