@@ -258,6 +258,25 @@ def _fit(
 
     chunk = max(1, cfg.iterations // 10)
     sums: list[float] = []
+    # Off the CPU a loss read on the host waits for the device: the losses of a tenth of the run are kept on it
+    # and read (and checked) at its end, in step order, so the curve is the same floats as the CPU's.
+    deferred = device.type != "cpu"
+    held: list[tuple[int, torch.Tensor]] = []
+
+    def add(step: int, value: float) -> None:
+        if not math.isfinite(value):
+            raise DAETrainingError(f"DAE loss is {value} at step {step}; lower the DAE lr (lrep.dae_lr)")
+        if step // chunk >= len(sums):
+            sums.append(0.0)
+        sums[-1] += value
+
+    def flush() -> None:
+        if held:
+            values = torch.stack([v for _, v in held]).cpu().tolist()
+            for (step, _), value in zip(held, values, strict=True):
+                add(step, value)
+            held.clear()
+
     for step, batch in enumerate(
         tqdm(loader, total=cfg.iterations, desc=desc, disable=not progress, leave=False)
     ):
@@ -268,15 +287,16 @@ def _fit(
             torch.randn_like(x) * cfg.input_noise_std, -cfg.input_noise_clip, cfg.input_noise_clip
         )
         loss = dae_loss(model(x + noise), batch["clean"].to(device, non_blocking=True), cfg.loss)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise DAETrainingError(f"DAE loss is {value} at step {step}; lower the DAE lr (lrep.dae_lr)")
+        if deferred:
+            held.append((step, loss.detach()))
+        else:
+            add(step, float(loss.detach()))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if step // chunk >= len(sums):
-            sums.append(0.0)
-        sums[-1] += value
+        if deferred and (step + 1) % chunk == 0:
+            flush()
+    flush()
     counts = [min(chunk, cfg.iterations - i * chunk) for i in range(len(sums))]
     return model, [round(total / n, 5) for total, n in zip(sums, counts, strict=True)]
 
