@@ -352,6 +352,10 @@ def test_bench_report_writes_page_and_plots(results, tmp_path):
     assert "**Synthetic data.**" in text  # the banner, on the first screen
     assert "86.58±1.03" not in text and "paper's columns are left out" in text  # no paper beside a phantom
     assert "No matching runs (run `bench table 2`)" in text
+    # every SSL experiment against the lower bound: MT is 8-13 points above sup 8/0 on every case
+    lower = text.split("### Against the lower bound", 1)[1]
+    mt_row = next(line for line in lower.splitlines() if line.startswith("| MT 8/72"))
+    assert "| Lower bound 8/0 |" in mt_row and mt_row.rstrip().endswith("| yes |"), mt_row
     assert (out / "tables" / "table1.tex").is_file() and (out / "tables" / "summary.csv").is_file()
 
 

@@ -154,6 +154,42 @@ def significance_markdown(summary: pd.DataFrame, cases: pd.DataFrame, labels: di
     )
 
 
+def versus_lower_bound_markdown(summary: pd.DataFrame, cases: pd.DataFrame, labels: dict[str, str]) -> str:
+    """Each semi-supervised experiment against the supervised lower bound at its labeled count (the same test as
+    above: per-case Dice averaged over seeds, paired by case, two-sided Wilcoxon)."""
+    done = summary[summary["n_done"] > 0]
+    lower = {
+        (int(g["n_labeled"]), g["preset"], g["dataset"]): g["group_key"]
+        for _, g in done.iterrows()
+        if figures.is_baseline(g["method"]) and not figures.is_upper_bound(g) and not g.get("setting")
+    }
+    rows = []
+    for _, g in done.iterrows():
+        if figures.is_baseline(g["method"]) or pd.isna(g["n_labeled"]):
+            continue
+        base = lower.get((int(g["n_labeled"]), g["preset"], g["dataset"]))
+        if base is None:
+            continue
+        test = paired_wilcoxon(cases, g["group_key"], base, "dice")
+        diff = test["mean_diff"]
+        beats = "yes" if test["p"] < 0.05 and diff > 0 else ("below" if test["p"] < 0.05 else "no")
+        shown = "—" if pd.isna(diff) else f"{100 * diff:+.2f}"
+        rows.append([labels[g["group_key"]], labels[base], test["n"], shown, p_marker(test["p"]), beats])
+    if not rows:
+        return "Skipped: no semi-supervised experiment with a finished lower bound at its labeled count.\n"
+    return markdown_table(
+        [
+            "Experiment",
+            "Lower bound",
+            "Paired cases",
+            "Mean Dice diff (points, experiment − bound)",
+            "p (Wilcoxon, two-sided)",
+            "Beats the bound (p < 0.05)",
+        ],
+        rows,
+    )
+
+
 MAX_FIGURE_GROUPS = 12  # more experiments than this make the box and cost plots unreadable
 
 
@@ -316,7 +352,15 @@ def build_report(results_dir: Path, out_dir: Path | None = None, qualitative: bo
             parts += [f"### Table {table_no}", "", f"No matching runs (run `bench table {table_no}`).", ""]
     if not any_table:
         parts += ["None of the paper's table rows has runs in this folder.", ""]
-    parts += ["## Significance", "", significance_markdown(summary, cases, labels), "", SIGNIFICANCE_HELP]
+    parts += ["## Significance", "", significance_markdown(summary, cases, labels), "", SIGNIFICANCE_HELP, ""]
+    parts += [
+        "### Against the lower bound",
+        "",
+        "Does the unlabeled data help? Each semi-supervised experiment against the supervised lower bound at its "
+        "number of labeled cases (same test and caveats as above).",
+        "",
+        versus_lower_bound_markdown(summary, cases, labels),
+    ]
     variance = subset_variance(runs)
     if not variance.empty:
         parts += ["## Labeled-subset variance", "", subsets_markdown(variance), ""]
