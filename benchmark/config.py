@@ -229,7 +229,18 @@ class RunConfig:
 
     def run_id(self) -> str:
         """A short hash of everything that changes results (not the device, threads or logging cadence)."""
+        return self._identity(keep_root=True)
+
+    def portable_id(self) -> str:
+        """The run id without the data folder's path when its content fingerprint is known: the same experiment
+        on the same bytes wherever the data lives (another clone, machine or mount point). Finished runs are
+        found by it when their folder names carry another path's run id (runs/folder.find_run_dir)."""
+        return self._identity(keep_root=self.data.fingerprint is None)
+
+    def _identity(self, keep_root: bool) -> str:
         d = self.to_dict()
+        if not keep_root:
+            d["data"].pop("root", None)
         for dotted in NON_RESULT_KEYS:
             section, key = dotted.split(".")
             d[section].pop(key, None)

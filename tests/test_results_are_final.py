@@ -25,7 +25,7 @@ from sslbench.benchmark.cli import main
 from sslbench.benchmark.config import ConfigError, build_config
 from sslbench.benchmark.reporting.aggregate import collect
 from sslbench.benchmark.reporting.tables.build import describe_protocol
-from sslbench.benchmark.runs.folder import finished_state, set_aside
+from sslbench.benchmark.runs.folder import find_run_dir, finished_state, set_aside
 from sslbench.benchmark.runs.lock import RunBusy, acquire, live_owner, release, run_lock
 from sslbench.benchmark.runs.status import survey
 from sslbench.benchmark.sweep.runner import run_sweep
@@ -473,3 +473,24 @@ def test_a_sweep_killed_outright_then_rerun_gives_the_uninterrupted_table(delay,
                            timeout=600)  # fmt: skip
     assert again.returncode == 0, again.stdout + again.stderr
     assert dice(killed) == dice(clean) and len(dice(clean)) == 4
+
+
+# --- 8. committed results: no weights, another data path ----------------------------------------------------------
+def test_a_run_kept_without_weights_elsewhere_is_reused_not_retrained(results, tmp_path):
+    """results/ commits a run's small files only, and a reader's data lives at another path: the sweep must
+    find that run (same experiment, same data bytes) and count it as finished, never retrain or rewrite it."""
+    data, out, run_dir = results
+    (run_dir / "model.pt").unlink()  # what a committed result looks like
+    moved = tmp_path / "elsewhere" / "data"
+    shutil.copytree(data, moved)  # the same bytes at another path: another run id, the same portable id
+    cfg = _cfg(moved)
+    assert cfg.run_id() != _cfg(data).run_id() and cfg.portable_id() == _cfg(data).portable_id()
+    before = _digest(out)
+    (outcome,) = run_sweep([cfg], out, jobs=1, progress=False)
+    assert outcome.status == "skipped" and outcome.run_dir == run_dir and _digest(out) == before
+    assert outcome.metrics["dice"] == json.loads((run_dir / "metrics.json").read_text())["dice"]
+    # another data CONTENT is another experiment: trained into its own folder
+    (moved / "test.list").write_text((moved / "test.list").read_text().splitlines()[0] + "\n")
+    other = _cfg(moved)
+    assert other.portable_id() != cfg.portable_id()
+    assert find_run_dir(out, other) == out / other.run_name()

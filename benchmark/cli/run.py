@@ -28,7 +28,7 @@ from sslbench.benchmark.cli.common import (
 )
 from sslbench.benchmark.config import NON_RESULT_KEYS, ConfigError, RunConfig, config_warnings
 from sslbench.benchmark.reporting.format import mean_std, text_table
-from sslbench.benchmark.runs.folder import RunOutcome, is_finished
+from sslbench.benchmark.runs.folder import RunOutcome, find_run_dir, is_finished
 from sslbench.benchmark.sweep.grid import MAX_SEEDS, default_seeds, expand_grid
 
 
@@ -86,7 +86,7 @@ def plan_table(configs: list[RunConfig], out: Path) -> str:
     for cfg in configs:
         row = rows.setdefault(keys[cfg.run_name()], {"seeds": [], "done": 0})
         row["seeds"].append(cfg.seed)
-        row["done"] += is_finished(cfg, out / cfg.run_name())
+        row["done"] += is_finished(cfg, find_run_dir(out, cfg))
     show = any(k[3] != "-" for k in rows)
     header = (*_key_header(show), "seeds", "#runs", "done")
     body = [

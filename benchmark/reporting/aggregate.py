@@ -36,6 +36,7 @@ from sslbench.benchmark.runs.folder import (
     read_json_object,
     read_metrics,
     recorded_execution,
+    recorded_portable_id,
 )
 from sslbench.methods.registry import method_rank
 
@@ -133,6 +134,7 @@ def read_run(run_dir: Path) -> dict:
             preset=config.get("preset"),
             recipe=config.get("recipe", "benchmark"),
             run_id=config.get("run_id"),
+            portable_id=recorded_portable_id(config),
             k_inferences=info.get("k_inferences"),
             family=info.get("family"),
             dataset=dataset.get("name"),
@@ -154,6 +156,7 @@ def read_run(run_dir: Path) -> dict:
             family=None,
             dataset=None,
             spacing_mm=None,
+            portable_id=None,
             n_train=None,
             n_test=None,
             settings={},
@@ -215,6 +218,7 @@ def collect(results_dir: Path) -> pd.DataFrame:
         "preset",
         "recipe",
         "run_id",
+        "portable_id",
         "k_inferences",
         "family",
         "dataset",

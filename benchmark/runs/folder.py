@@ -153,13 +153,40 @@ def finished_state(cfg: RunConfig, run_dir: Path) -> tuple[str, str | None]:
     config = read_json_object(run_dir / CONFIG_FILE)
     if config is None:
         return "damaged", f"{run_dir / CONFIG_FILE}: missing or not a JSON object"
-    if config.get("run_id") != cfg.run_id():
+    if config.get("run_id") != cfg.run_id() and recorded_portable_id(config) != cfg.portable_id():
         return "damaged", f"{run_dir / CONFIG_FILE}: run id {config.get('run_id')}, expected {cfg.run_id()}"
-    for name in (WEIGHTS_FILE, CASES_FILE):
-        path = run_dir / name
-        if not path.is_file() or path.stat().st_size == 0:
-            return "damaged", f"{path}: missing or empty"
+    path = run_dir / CASES_FILE
+    if not path.is_file() or path.stat().st_size == 0:
+        return "damaged", f"{path}: missing or empty"
+    # No model.pt: a run kept as its small files (results/ commits no weights) is still final; an empty one
+    # is a cut write.
+    weights = run_dir / WEIGHTS_FILE
+    if weights.exists() and (not weights.is_file() or weights.stat().st_size == 0):
+        return "damaged", f"{weights}: missing or empty"
     return "finished", None
+
+
+def recorded_portable_id(config: dict) -> str | None:
+    """`RunConfig.portable_id` of a run's config.json (None when it cannot be rebuilt, e.g. an unknown method)."""
+    try:
+        return config_from_dict(config).portable_id()
+    except (ConfigError, UnknownMethodError, KeyError, TypeError, ValueError):
+        return None
+
+
+def find_run_dir(out: Path, cfg: RunConfig) -> Path:
+    """Where `cfg`'s run lives under `out`: `out / cfg.run_name()`, else a finished run of the same experiment on
+    the same data bytes recorded from another data path (same `portable_id`), else `out / cfg.run_name()`."""
+    own = Path(out) / cfg.run_name()
+    if own.exists() or cfg.data.fingerprint is None or not Path(out).is_dir():
+        return own
+    prefix = cfg.run_name().rsplit("_", 1)[0] + "_"
+    wanted = cfg.portable_id()
+    for candidate in sorted(Path(out).glob(prefix + "*")):
+        config = read_json_object(candidate / CONFIG_FILE)
+        if config and recorded_portable_id(config) == wanted and is_finished(cfg, candidate):
+            return candidate
+    return own
 
 
 def is_finished(cfg: RunConfig, run_dir: Path) -> bool:

@@ -30,6 +30,7 @@ from sslbench.benchmark.runs.folder import (
     CONFIG_FILE,
     RunOutcome,
     execution_mismatch,
+    find_run_dir,
     finished_state,
     read_json_object,
     read_metrics,
@@ -163,7 +164,7 @@ def run_sweep(
     if jobs is not None and jobs < 1:
         raise ConfigError(f"--jobs {jobs}: expected at least 1")
     out = Path(out).resolve()  # Dask workers may run in another working directory
-    run_dirs = [out / cfg.run_name() for cfg in configs]
+    run_dirs = [find_run_dir(out, cfg) for cfg in configs]
     if len(set(run_dirs)) != len(run_dirs):
         raise ConfigError(
             "run_sweep: the same run appears twice in the configs (deduplicate with expand_grid)"

@@ -75,7 +75,8 @@ def render_plans(
     for plan in plans:
         all_configs = [c for cs in plan.configs.values() for c in cs]
         ids = {c.run_id() for c in all_configs}
-        mine = runs[runs["run_id"].isin(ids)] if not runs.empty else runs
+        portable = {c.portable_id() for c in all_configs}
+        mine = runs[runs["run_id"].isin(ids) | runs["portable_id"].isin(portable)] if not runs.empty else runs
         cases = load_cases(mine) if not mine.empty else None
         protocol = describe_protocol(mine, all_configs)
         result = build_table(plan.spec, mine, cases, n_seeds, plan.errors, protocol, paper_columns)
@@ -110,10 +111,10 @@ def run_tables(
                 unique.setdefault(cfg.run_id(), cfg)
     outcomes = []
     if run and unique:
-        from sslbench.benchmark.runs.folder import is_finished
+        from sslbench.benchmark.runs.folder import find_run_dir, is_finished
         from sslbench.benchmark.sweep.runner import run_sweep
 
-        reused = sum(is_finished(c, Path(out) / c.run_name()) for c in unique.values())
+        reused = sum(is_finished(c, find_run_dir(Path(out), c)) for c in unique.values())
         print(
             f"table plan: {len(unique)} runs for table(s) {', '.join(map(str, numbers))}: {reused} already "
             f"finished (reused), {len(unique) - reused} to train into {out}",
