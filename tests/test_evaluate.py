@@ -188,18 +188,26 @@ def test_empty_label():
     assert both["empty_pred"] and both["empty_label"] and both["dice"] == 1.0 and both["hd95_vox"] == 0.0
 
 
-def test_evaluate_cases_and_summary():
-    rng = np.random.default_rng(4)
+def _noisy_volumes(seed: int, noise: float, n: int = 3) -> list[Volume]:
+    """Blob labels and images = label +- 1 plus Gaussian noise: `threshold` predicts them more or less well."""
+    rng = np.random.default_rng(seed)
     vols = []
-    for i in range(3):
+    for i in range(n):
         label = _blob(rng, (24, 20, 18), 2, 0.1).astype(np.uint8)
-        image = (label * 2.0 - 1.0 + 0.1 * rng.normal(size=label.shape)).astype(np.float32)
+        image = (label * 2.0 - 1.0 + noise * rng.normal(size=label.shape)).astype(np.float32)
         vols.append(Volume(f"c{i}", image, label))
-    vols.append(Volume("dark", -np.ones((24, 20, 18), np.float32), vols[0].label))  # predicted empty
+    return vols
 
-    def threshold(x: torch.Tensor) -> torch.Tensor:
-        p1 = (x[:, 0] > 0).float()
-        return torch.stack([1 - p1, p1], dim=1)
+
+def threshold(x: torch.Tensor) -> torch.Tensor:
+    """A 'network': foreground where the image is positive."""
+    p1 = (x[:, 0] > 0).float()
+    return torch.stack([1 - p1, p1], dim=1)
+
+
+def test_evaluate_cases_and_summary():
+    vols = _noisy_volumes(4, 0.1)
+    vols.append(Volume("dark", -np.ones((24, 20, 18), np.float32), vols[0].label))  # predicted empty
 
     eval_cfg = SimpleNamespace(stride_xy=8, stride_z=8, sw_batch=4, largest_cc=False, empty_policy="worst")
     cases = evaluate_cases(threshold, vols, (16, 16, 16), eval_cfg, spacing=1.0)
@@ -254,16 +262,7 @@ def test_several_classes_are_scored_per_class_and_averaged_over_the_foreground()
 
 
 def test_metric_pool_gives_the_same_rows():
-    rng = np.random.default_rng(5)
-    vols = []
-    for i in range(3):
-        label = _blob(rng, (24, 20, 18), 2, 0.1).astype(np.uint8)
-        image = (label * 2.0 - 1.0 + 0.8 * rng.normal(size=label.shape)).astype(np.float32)
-        vols.append(Volume(f"c{i}", image, label))
-
-    def threshold(x: torch.Tensor) -> torch.Tensor:
-        p1 = (x[:, 0] > 0).float()
-        return torch.stack([1 - p1, p1], dim=1)
+    vols = _noisy_volumes(5, 0.8)
 
     def run(workers):
         cfg = SimpleNamespace(
