@@ -36,15 +36,20 @@ def test_tensorboard_scalars_and_progress_png(tiny_data, tmp_path):
     assert plain_run.name == run_dir.name and not (plain_run / "tensorboard").exists()
 
 
-def test_validation_dice_on_held_out_training_cases_changes_no_number(tiny_data, tmp_path):
+def _smoke_mt(data, out_root, name, seed, **sets):
+    """A smoke MT run with `sets`: (config, metrics, log records)."""
     from sslbench.benchmark.config import build_config
     from sslbench.benchmark.training.trainer import train_run
 
+    cfg = build_config("mt", "4/4", seed, "smoke", {"train.threads": "1", **sets}, str(data))
+    out = out_root / name / cfg.run_name()
+    metrics = train_run(cfg, out, progress=False)
+    return cfg, metrics, [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+def test_validation_dice_on_held_out_training_cases_changes_no_number(tiny_data, tmp_path):
     def run(name, **sets):
-        cfg = build_config("mt", "4/4", 3, "smoke", {"train.threads": "1", **sets}, str(tiny_data))
-        out = tmp_path / name / cfg.run_name()
-        metrics = train_run(cfg, out, progress=False)
-        return cfg, metrics, [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+        return _smoke_mt(tiny_data, tmp_path, name, 3, **sets)
 
     cfg_v, with_val, log_v = run("val", **{"train.val_every": "2"})
     cfg_p, plain, log_p = run("plain")
@@ -59,13 +64,9 @@ def test_validation_dice_on_held_out_training_cases_changes_no_number(tiny_data,
 
 def test_learning_curve_on_the_test_set_changes_no_number(tiny_data, tmp_path):
     from sslbench.benchmark.config import ConfigError, build_config
-    from sslbench.benchmark.training.trainer import train_run
 
     def run(name, **sets):
-        cfg = build_config("mt", "4/4", 5, "smoke", {"train.threads": "1", **sets}, str(tiny_data))
-        out = tmp_path / name / cfg.run_name()
-        metrics = train_run(cfg, out, progress=False)
-        return cfg, metrics, [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+        return _smoke_mt(tiny_data, tmp_path, name, 5, **sets)
 
     cfg_c, with_curve, log_c = run("curve", **{"train.curve_every": "4"})
     cfg_p, plain, log_p = run("plain")
