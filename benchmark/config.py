@@ -67,7 +67,7 @@ class TrainConfig:
     deterministic: bool = False
     threads: int = 0  # torch intra-op threads (0 = torch's default)
     channels_last: bool = True  # channels-last 3D memory format for the networks (speed only: CPU and CUDA)
-    compile: bool = False  # torch.compile each network in place (opt-in: minutes of compilation per run)
+    compile: bool = False  # torch.compile each network in place (opt-in; cached: training/compile.py)
     # torch.compile mode: "default", or "reduce-overhead" (CUDA graphs: each network's forward and backward
     # replayed as one graph instead of hundreds of kernel launches), or "max-autotune"
     compile_mode: str = "default"

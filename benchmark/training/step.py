@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from sslbench.benchmark.config import TrainConfig
+from sslbench.benchmark.training.compile import eager_forward
 from sslbench.benchmark.training.errors import RunFailed
 from sslbench.benchmark.training.passes import count_passes
 from sslbench.benchmark.training.schedules import lr_at
@@ -64,6 +65,9 @@ class StepRunner:
             # a cost figure no machine load distorts. The counting slows this step only (a warm-up step).
             from torch.utils.flop_counter import FlopCounterMode
 
+            # Eagerly: under a dispatch mode and forward hooks torch.compile gives up on the networks' frames
+            # and marks them skipped for good, so a compiled run would train eagerly from its first step on.
+            flops.enter_context(eager_forward())
             counter = flops.enter_context(FlopCounterMode(display=False))
         with contextlib.ExitStack() as stack:
             if count:

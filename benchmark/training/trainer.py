@@ -47,6 +47,7 @@ from sslbench.benchmark.runs.folder import (
 from sslbench.benchmark.runs.io import save_torch, write_json, write_text
 from sslbench.benchmark.training.assets import AssetStore
 from sslbench.benchmark.training.clock import StepClock
+from sslbench.benchmark.training.compile import compile_networks, eager_forward
 from sslbench.benchmark.training.device import (
     configure_backends,
     contention,
@@ -174,6 +175,7 @@ class Trainer:
         self._load_start: float | None = None
         self._parameters: dict[str, int] = {}
         self._flops_per_step: int | None = None
+        self.compiled = False  # set by build_method: train.compile asked for and possible here
         self.cfg = cfg
         self.out_dir = Path(out_dir)
         self.progress = progress
@@ -197,7 +199,8 @@ class Trainer:
             "amp_bf16": t.amp and cuda,
             "channels_last": t.channels_last,
             "cudnn_benchmark": cuda and not t.deterministic,
-            "compile": t.compile and t.compile_mode,
+            # the mode in effect: False where compile was asked for but could not run (training/compile.py)
+            "compile": t.compile and self.compiled and t.compile_mode,
             "sw_batch": self.cfg.eval.sw_batch,
             "num_workers": resolve_workers(self.cfg.data.num_workers, self.device, self.cfg.train.threads),
         }
@@ -211,7 +214,7 @@ class Trainer:
         """`method.predict` for the sliding window, under inference mode and the training's autocast."""
 
         def predict(x: torch.Tensor) -> torch.Tensor:
-            with torch.inference_mode(), self.autocast():
+            with torch.inference_mode(), self.autocast(), eager_forward():
                 return method.predict(x)
 
         return predict
@@ -238,10 +241,7 @@ class Trainer:
             # (measured on CPU: an MT step at the quick preset 0.76x the time); activations follow the weights.
             method = method.to(memory_format=torch.channels_last_3d)
         if cfg.train.compile:
-            # In place (nn.Module.compile), so parameter names, state dicts and checkpoints are unchanged.
-            for net in method.children():
-                if any(True for _ in net.parameters()):
-                    net.compile(mode=cfg.train.compile_mode)
+            self.compiled = compile_networks(method, cfg.train.compile_mode, self.device)
         return method
 
     def batches(self) -> TwoStreamBatches:
