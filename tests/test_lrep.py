@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -17,9 +18,11 @@ from sslbench.methods.algorithms import lrep as lrep_mod
 from sslbench.methods.algorithms.lrep import (
     LabelingRepresentation,
     LRepConfig,
+    dae_training,
     uncertainty_map,
     weighted_consistency,
 )
+from sslbench.methods.algorithms.lrep.dae_training import DAEConfig
 from sslbench.methods.base import Batch, MethodContext
 from sslbench.methods.networks.dae import LabelDAE
 
@@ -376,3 +379,137 @@ def test_a_dae_that_does_not_denoise_is_flagged_and_warns():
         LabelingRepresentation.prepare_assets(cfg, ctx)
     good = {**report, "dice_dae_vs_clean": 0.99, "denoises": True}
     assert lrep_mod.denoising_problem(good) is None
+
+
+# --- the run's speed switches in DAE pre-training (channels-last, bf16 autocast) ----------------------------
+CL3D = torch.channels_last_3d
+
+
+def fit_tiny_dae(
+    monkeypatch, patch=PATCH, n_filters=2, lr=0.1, **switches
+) -> tuple[LabelDAE, list, list[dict]]:
+    """`_fit` for 4 steps from seed 0 (default 16^3, F = 2); also what every training forward saw."""
+    seen: list[dict] = []
+
+    class Spy(LabelDAE):
+        def forward(self, x):
+            # Convolution weights with more than one input channel and a kernel above 1: the only ones whose
+            # channels-last and standard strides differ (with a size-1 dim the two layouts are the same bytes).
+            convs = [p for p in self.parameters() if p.dim() == 5 and p.shape[1] > 1 and p.shape[2] > 1]
+            features = []  # the decoder's last activations, (B, F, W, H, D) (the 1x1x1 logits conv on the CPU
+            hook = self.decoder.register_forward_hook(
+                lambda m, i, out: features.append(out)
+            )  # returns NCDHW)
+            try:
+                out = super().forward(x)
+            finally:
+                hook.remove()
+            seen.append(
+                {
+                    "weights_cl": bool(convs) and all(p.is_contiguous(memory_format=CL3D) for p in convs),
+                    "weights_standard": any(p.is_contiguous() for p in convs),
+                    "features_cl": features[0].is_contiguous(memory_format=CL3D)
+                    and not features[0].is_contiguous(),
+                    "dtype": out.dtype,
+                }
+            )
+            return out
+
+    monkeypatch.setattr(dae_training, "LabelDAE", Spy)
+    cfg = DAEConfig(iterations=4, halve_every=2, latent_dim=16, lr=lr)
+    masks = [np.pad(m, (max(patch) - 20 + 4) // 2) for m in tiny_masks()]  # 20^3 masks, larger than the crop
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model, curve = dae_training._fit(
+            masks, cfg, patch, n_filters, torch.device("cpu"), 0, False, 0, "DAE", **switches
+        )
+    return model, curve, seen
+
+
+def test_dae_trains_channels_last_with_the_same_numbers(monkeypatch):
+    # 32^3, F = 4, lr 0.01: at 16^3, F = 2 the 1x1x1 bottleneck stages normalise 4 values per channel, and their
+    # BatchNorm makes the encoder's gradients ill-conditioned (a float32 run leaves a float64 one by ~6e-4 after
+    # a step); the CPU's channels-last BatchNorm3d is ~1e3x less accurate than its standard one (float
+    # accumulation: 1e-5 to 1e-4 relative at these sizes, torch 2.13), so there the two trainings part by 1e-3
+    # in the loss within 2 steps, as would runs on different CPUs. Here the losses stay within rounding.
+    run = {"patch": (32, 32, 32), "n_filters": 4, "lr": 0.01}
+    model, curve, seen = fit_tiny_dae(monkeypatch, **run)
+    model_cl, curve_cl, seen_cl = fit_tiny_dae(monkeypatch, channels_last=True, **run)
+    # The switch takes effect: channels-last weights (not standard ones) and activations at every step, and
+    # still after the optimiser's steps; without it, the standard layout throughout.
+    assert len(seen_cl) == 4 and all(s["weights_cl"] and not s["weights_standard"] for s in seen_cl)
+    assert all(s["features_cl"] for s in seen_cl)
+    assert len(seen) == 4 and all(s["weights_standard"] and not s["features_cl"] for s in seen)
+    convs = [p for p in model_cl.parameters() if p.dim() == 5 and p.shape[1] > 1 and p.shape[2] > 1]
+    assert convs and all(p.is_contiguous(memory_format=CL3D) and not p.is_contiguous() for p in convs)
+    # Only the rounding changes (why the DAE's cache key leaves channels-last out). The weights after 4 steps
+    # differ by up to 3e-5 (BatchNorm's above): 10x the losses' tolerance, far below a real difference.
+    assert np.allclose(curve_cl, curve, rtol=1e-4, atol=1e-5)
+    state, state_cl = model.state_dict(), model_cl.state_dict()
+    for k, v in state.items():
+        assert torch.allclose(state_cl[k], v, rtol=1e-3, atol=1e-4), k
+
+
+def test_train_dae_returns_standard_layout_weights_whatever_the_training():
+    cfg = DAEConfig(iterations=2, halve_every=1, latent_dim=16, eval_samples=2)
+    state, report = dae_training.train_dae(tiny_masks(), cfg, PATCH, 2, "cpu", 0, channels_last=True)
+    assert all(v.is_contiguous() for v in state.values())  # a cached DAE does not depend on the switch
+    assert np.isfinite(report["final_loss"]) and 0.0 <= report["dice_dae_vs_clean"] <= 1.0
+
+
+def test_dae_under_bf16_autocast_on_cpu_trains_with_a_float32_loss(monkeypatch):
+    # The trainer sets autocast on CUDA only, but the switch itself works on any device: bf16 forward passes.
+    _, curve, seen = fit_tiny_dae(monkeypatch, autocast=True)
+    assert len(seen) == 4 and all(s["dtype"] == torch.bfloat16 for s in seen)
+    assert len(curve) == 4 and all(np.isfinite(curve))
+    _, _, fp32 = fit_tiny_dae(monkeypatch)
+    assert all(s["dtype"] == torch.float32 for s in fp32)
+
+
+def test_dae_key_names_bf16_autocast_only_when_in_effect():
+    ctx = MethodContext(dataset_id="d", labeled_ids=("a", "b"), iterations=10)
+    cfg = LRepConfig()
+    key = lrep_mod.dae_key(cfg, ctx)
+    assert "autocast" not in key and "channels_last" not in key
+    # The key of this context before the switches existed: fp32 runs keep their cached DAEs, whatever the layout.
+    old = "dae:d:first8:s1337:75f4667c39f1"
+    assert LabelingRepresentation.asset_key(cfg, ctx) == old
+    assert LabelingRepresentation.asset_key(cfg, replace(ctx, channels_last=True)) == old
+    assert lrep_mod.dae_key(cfg, replace(ctx, channels_last=True)) == key
+    bf16 = replace(ctx, autocast=True)
+    assert lrep_mod.dae_key(cfg, bf16) == {**key, "autocast": "bf16"}
+    assert LabelingRepresentation.asset_key(cfg, bf16) != old
+
+
+def test_method_context_sets_the_speed_switches(tiny_data):
+    from sslbench.benchmark.training.trainer import method_context
+
+    amp = build_config("lrep", "3/5", 1, "smoke", {"train.amp": True}, str(tiny_data))
+    trainer = Trainer(amp, tiny_data, progress=False)
+    ctx = trainer.context()
+    assert ctx.autocast is False  # train.amp is bf16 autocast on CUDA only: on the CPU the DAE trains in fp32
+    assert ctx.channels_last is amp.train.channels_last is True  # the default
+    ids = (trainer.labeled_ids, trainer.unlabeled_ids)
+    cuda = torch.device("cuda")  # only named: nothing runs on it
+    assert method_context(amp, trainer.dataset, *ids, cuda).autocast is True
+    fp32 = build_config(
+        "lrep", "3/5", 1, "smoke", {"train.amp": False, "train.channels_last": False}, str(tiny_data)
+    )
+    assert method_context(fp32, trainer.dataset, *ids, cuda).autocast is False
+    assert method_context(fp32, trainer.dataset, *ids, cuda).channels_last is False
+
+
+def test_prepare_assets_passes_the_speed_switches_to_train_dae(monkeypatch):
+    calls: list[dict] = []
+
+    def fake(masks, *args, **kwargs):
+        calls.append(kwargs)
+        return {}, {"denoises": True}
+
+    monkeypatch.setattr(lrep_mod, "train_dae", fake)
+    ctx = MethodContext(
+        n_filters=2, patch=PATCH, labeled_ids=("a",), labeled_masks=tiny_masks, cache=MemoryCache()
+    )
+    LabelingRepresentation.prepare_assets(LRepConfig(), replace(ctx, channels_last=True, autocast=True))
+    LabelingRepresentation.prepare_assets(LRepConfig(), ctx)
+    assert [(c["channels_last"], c["autocast"]) for c in calls] == [(True, True), (False, False)]

@@ -210,7 +210,9 @@ def dae_seed(cfg: LRepConfig, ctx: MethodContext) -> int:
 def dae_key(cfg: LRepConfig, ctx: MethodContext) -> dict[str, Any]:
     """Everything a trained DAE depends on: the dataset, the labeled case ids, the seed and its settings.
 
-    The class count is named only when it is not 2, so the keys (and cached DAEs) of binary runs stay valid.
+    The class count is named only when it is not 2, and bf16 autocast only when in effect, so the keys (and cached
+    DAEs) of binary fp32 runs stay valid. Channels-last is left out: like the thread count it changes only the
+    floating-point rounding, so runs with and without it share one DAE.
     """
     key = {
         "version": DAE_VERSION,
@@ -221,7 +223,11 @@ def dae_key(cfg: LRepConfig, ctx: MethodContext) -> dict[str, Any]:
         "patch": list(ctx.patch),
         "n_filters": ctx.n_filters,
     }
-    return key if ctx.n_classes == 2 else {**key, "n_classes": ctx.n_classes}
+    if ctx.n_classes != 2:
+        key["n_classes"] = ctx.n_classes
+    if ctx.autocast:  # a bf16 DAE is another DAE (its weights differ materially from the fp32 one's)
+        key["autocast"] = "bf16"
+    return key
 
 
 # --- the uncertainty, shared by training and the show-uncertainty command ---------------------------------
@@ -361,6 +367,8 @@ class LabelingRepresentation(EMATeacherMixin, Method):
                 ctx.progress,
                 ctx.num_workers,
                 ctx.n_classes,
+                channels_last=ctx.channels_last,
+                autocast=ctx.autocast,
             )
             return {"state": state, "report": report}
 

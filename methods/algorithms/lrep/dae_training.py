@@ -35,6 +35,15 @@ outputs C sigmoid channels regressed against the one-hot clean crop; "mse+dice" 
 (their `dice_loss_all`: 1 - the mean Dice of classes 1..C-1), and the report's Dice is the mean over the
 foreground classes of each class's Dice. Two classes are exactly the binary DAE.
 
+Speed switches (the run's, from its `MethodContext`), as the main training loop has them. `channels_last` trains
+and measures the DAE with its weights in the channels-last 3D layout (NDHWC, the layout oneDNN's and cuDNN's fast
+3D kernels prefer; the activations follow the weights, and the 1-channel input batches are in both layouts at
+once). It changes only the floating-point rounding, as the thread count does, so the cached DAE's key leaves it
+out (on the CPU somewhat more than the thread count: torch 2.13's channels-last BatchNorm3d is accurate to 1e-5 to
+1e-4 relative at these sizes, the standard one to 1e-7). `autocast` runs the forward passes under bf16 autocast
+(the trainer sets it with `train.amp` on a CUDA device only), the loss in float32; bf16 changes the numbers
+materially, so lrep names it in the key (`dae_key`).
+
 Batches are a pure function of (seed, step), as in `datasets.batches`, so loader workers may build them in any
 order. The global torch RNG is forked: training a DAE (or loading it from a cache instead) never changes the
 random stream the caller's networks are initialised from.
@@ -182,11 +191,16 @@ def reconstruction_dice(
     cfg: DAEConfig,
     seed: int,
     device: torch.device,
+    channels_last: bool = False,
+    autocast: bool = False,
 ) -> dict[str, Any]:
     """Foreground Dice vs the clean crop of the corrupted input, the DAE's output on it and on the clean crop.
 
     Fresh crops and corruptions (a stream training never draws). `denoises`: the output on the corrupted input
     is closer to the clean crop than that input is (a DAE that does not denoise only blurs its input).
+    `channels_last` / `autocast`: the run's speed switches (module docstring), so the DAE is measured as lrep
+    then applies it: the weights in the channels-last layout (in place; a no-op on a DAE trained so), under the
+    run's autocast.
     """
     n_classes = model.out_conv.out_channels
     data = DAEBatches(
@@ -197,12 +211,16 @@ def reconstruction_dice(
         _EVAL_STREAM,
         n_classes,
     )  # crops in their own frame: `dae_probabilities` applies the DAE's pose as lrep does
+    if channels_last:
+        model.to(memory_format=torch.channels_last_3d)
     model.eval()
     corrupted, clean, recon, recon_clean = [], [], [], []
     for step in range(cfg.eval_samples):
         item = data[step]
         for source, out in ((item["corrupted"], recon), (item["clean"][:, None], recon_clean)):
-            prob = dae_probabilities(model, torch.from_numpy(source.astype(np.float32)).to(device), cfg.pose)
+            maps = torch.from_numpy(source.astype(np.float32)).to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                prob = dae_probabilities(model, maps, cfg.pose)
             out.append(prob.argmax(1).cpu().numpy())
         corrupted.append(item["corrupted"][:, 0])
         clean.append(item["clean"])
@@ -241,9 +259,19 @@ def _fit(
     num_workers: int,
     desc: str,
     n_classes: int = 2,
+    channels_last: bool = False,
+    autocast: bool = False,
 ) -> tuple[LabelDAE, list]:
-    """Train one DAE; returns it with its loss curve (the mean loss of each tenth of the iterations)."""
+    """Train one DAE; returns it with its loss curve (the mean loss of each tenth of the iterations).
+
+    `channels_last`: the weights in the channels-last 3D layout (activations follow them);
+    `autocast`: forward passes under bf16 autocast, the loss in float32 (module docstring).
+    """
     model = LabelDAE(patch, n_classes, n_filters, cfg.latent_dim, init=cfg.init).to(device)
+    if channels_last:
+        # The weights only: the input batches have one channel, where NCDHW and NDHWC are the same bytes (they
+        # already are channels-last), and the activations follow the weights' layout.
+        model = model.to(memory_format=torch.channels_last_3d)
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     loader = DataLoader(
@@ -286,7 +314,10 @@ def _fit(
         noise = torch.clamp(
             torch.randn_like(x) * cfg.input_noise_std, -cfg.input_noise_clip, cfg.input_noise_clip
         )
-        loss = dae_loss(model(x + noise), batch["clean"].to(device, non_blocking=True), cfg.loss)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            logits = model(x + noise)
+        # the sigmoid, squares and means in float32: in bf16 the loss would round away the small errors
+        loss = dae_loss(logits.float(), batch["clean"].to(device, non_blocking=True), cfg.loss)
         if deferred:
             held.append((step, loss.detach()))
         else:
@@ -311,11 +342,15 @@ def train_dae(
     progress: bool = False,
     num_workers: int = 0,
     n_classes: int = 2,
+    channels_last: bool = False,
+    autocast: bool = False,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Train the DAE on `masks` (the labeled masks, (W, H, D) label maps of `n_classes` classes, background
     included) and measure its reconstructions.
 
-    Returns the CPU state dict of the DAE trained on all masks and a JSON-friendly report.
+    `channels_last` and `autocast` are the run's speed switches (module docstring): channels-last changes only
+    the rounding, bf16 autocast the numbers (the caller's cache key must name it).
+    Returns the CPU state dict (standard layout) of the DAE trained on all masks and a JSON-friendly report.
     """
     if not masks:
         raise DAETrainingError("DAE pre-training needs at least one labeled mask")
@@ -342,23 +377,35 @@ def train_dae(
     t0 = time.perf_counter()
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
+        switches = {"channels_last": channels_last, "autocast": autocast}
         model, curve = _fit(
-            masks, cfg, patch, n_filters, device, seed, progress, num_workers, "DAE", n_classes
+            masks, cfg, patch, n_filters, device, seed, progress, num_workers, "DAE", n_classes, **switches
         )
         report["train_s"] = time.perf_counter() - t0
         report["final_loss"] = curve[-1]  # the mean over the last tenth of the iterations
         report["loss_curve"] = curve
         report["n_params"] = sum(p.numel() for p in model.parameters())
-        report.update(reconstruction_dice(model, masks, patch, cfg, seed, device))
+        report.update(reconstruction_dice(model, masks, patch, cfg, seed, device, **switches))
         if cfg.holdout:
             seen, unseen = masks[: -cfg.holdout], masks[-cfg.holdout :]
             probe, _ = _fit(
-                seen, cfg, patch, n_filters, device, seed, progress, num_workers, "DAE probe", n_classes
+                seen,
+                cfg,
+                patch,
+                n_filters,
+                device,
+                seed,
+                progress,
+                num_workers,
+                "DAE probe",
+                n_classes,
+                **switches,
             )
-            held = reconstruction_dice(probe, unseen, patch, cfg, seed, device)
+            held = reconstruction_dice(probe, unseen, patch, cfg, seed, device, **switches)
             report.update({f"holdout_{k}": v for k, v in held.items()}, holdout_n=cfg.holdout)
     report["total_s"] = time.perf_counter() - t0
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    # the standard layout whatever the training's, so a cached DAE does not depend on the switch
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if not all(math.isfinite(float(v.float().abs().max())) for v in state.values() if v.numel()):
         raise DAETrainingError("DAE weights are not finite; lower the DAE lr (lrep.dae_lr)")
     return state, report
