@@ -102,6 +102,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train.amp": False,
         # lrep's DAE: the paper halves its lr every 5000 steps; 20000 steps (within methods.md's 20k-50k).
         "lrep.dae_iterations": 20000,
+        "lrep.dae_channels_last": True,  # speed only (cuDNN's fast 3D kernels), as train.channels_last
     },
     # A CPU proxy: one run in well under a minute on 2 cores, on the synthetic default.
     "quick": {
@@ -151,6 +152,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "pancreas": {
         "train.amp": False,
         "lrep.dae_iterations": 20000,
+        "lrep.dae_channels_last": True,
         "data.patch": (96, 96, 96),
         "eval.stride_xy": 16,
         "eval.stride_z": 16,
@@ -181,7 +183,12 @@ NON_RESULT_KEYS = frozenset(
 
 # Fields added after results existed, with the value every earlier run had: left out of the run id while they
 # hold it, so that adding a setting does not orphan the finished runs (a run that changes it gets a new id).
-ADDED_FIELDS: dict[str, Any] = {"train.optimizer": "sgd", "data.subset": 0, "data.fingerprint": None}
+ADDED_FIELDS: dict[str, Any] = {
+    "train.optimizer": "sgd",
+    "data.subset": 0,
+    "data.fingerprint": None,
+    "lrep.dae_channels_last": False,
+}
 
 # Fields the user cannot set: build_config computes them.
 COMPUTED_KEYS = frozenset({"data.fingerprint"})
@@ -246,8 +253,8 @@ class RunConfig:
             d[section].pop(key, None)
         for dotted, legacy in ADDED_FIELDS.items():
             section, key = dotted.split(".")
-            if d[section].get(key) == legacy:
-                d[section].pop(key)
+            if section in d and d[section].get(key, legacy) == legacy:  # a method's section: its runs only
+                d[section].pop(key, None)
         blob = json.dumps(d, sort_keys=True, default=str).encode()
         return hashlib.sha1(blob).hexdigest()[:10]
 

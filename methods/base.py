@@ -85,10 +85,8 @@ class MethodContext:
     n_unlabeled: int = 72
     rampup: str = "staircase"  # or "gaussian" (the paper's continuous form)
     rampup_length: int = 40
-    # Speed switches of the run, for a method's own training stage (lrep's DAE): channels-last 3D weights, and
-    # autocast = bf16 autocast in effect, i.e. `train.amp` on a CUDA device (it changes the numbers: name it in
-    # an asset key; channels-last changes only the rounding).
-    channels_last: bool = False
+    # bf16 autocast in effect for the run (`train.amp` on a CUDA device), for a method's own training stage (lrep's
+    # DAE): it changes the numbers, so an asset built under it must say so in its key.
     autocast: bool = False
     # --- prepare time (`prepare_assets`, `asset_key`): this run's training data only, never test labels ---
     dataset_id: str = ""  # names the dataset in asset keys (its folder)

@@ -442,8 +442,8 @@ def test_dae_trains_channels_last_with_the_same_numbers(monkeypatch):
     assert len(seen) == 4 and all(s["weights_standard"] and not s["features_cl"] for s in seen)
     convs = [p for p in model_cl.parameters() if p.dim() == 5 and p.shape[1] > 1 and p.shape[2] > 1]
     assert convs and all(p.is_contiguous(memory_format=CL3D) and not p.is_contiguous() for p in convs)
-    # Only the rounding changes (why the DAE's cache key leaves channels-last out). The weights after 4 steps
-    # differ by up to 3e-5 (BatchNorm's above): 10x the losses' tolerance, far below a real difference.
+    # Only the rounding changes (still another DAE: lrep.dae_channels_last names it in the key). The weights after
+    # 4 steps differ by up to 3e-5 (BatchNorm's above): 10x the losses' tolerance, far below a real difference.
     assert np.allclose(curve_cl, curve, rtol=1e-4, atol=1e-5)
     state, state_cl = model.state_dict(), model_cl.state_dict()
     for k, v in state.items():
@@ -471,14 +471,28 @@ def test_dae_key_names_bf16_autocast_only_when_in_effect():
     cfg = LRepConfig()
     key = lrep_mod.dae_key(cfg, ctx)
     assert "autocast" not in key and "channels_last" not in key
-    # The key of this context before the switches existed: fp32 runs keep their cached DAEs, whatever the layout.
+    # The key of this context before the switches existed: earlier runs keep their cached DAEs.
     old = "dae:d:first8:s1337:75f4667c39f1"
     assert LabelingRepresentation.asset_key(cfg, ctx) == old
-    assert LabelingRepresentation.asset_key(cfg, replace(ctx, channels_last=True)) == old
-    assert lrep_mod.dae_key(cfg, replace(ctx, channels_last=True)) == key
     bf16 = replace(ctx, autocast=True)
     assert lrep_mod.dae_key(cfg, bf16) == {**key, "autocast": "bf16"}
     assert LabelingRepresentation.asset_key(cfg, bf16) != old
+    # A channels-last DAE has other rounding, so other weights: never the cached standard-layout one.
+    cl = LRepConfig(dae_channels_last=True)
+    assert lrep_mod.dae_key(cl, ctx) == {**key, "channels_last": True}
+    assert LabelingRepresentation.asset_key(cl, ctx) != old
+
+
+def test_dae_channels_last_is_in_the_run_id_only_when_on():
+    base = build_config("lrep", "8/72", 1337, "quick")
+    assert base.method_cfg.dae_channels_last is False
+    before = (
+        "lrep-l2exp_8-72_s1337_6ee6d5b5df"  # this run's name before the setting existed (issue 15's note)
+    )
+    assert base.run_name() == before
+    on = build_config("lrep", "8/72", 1337, "quick", {"lrep.dae_channels_last": "true"})
+    assert on.run_id() != base.run_id()
+    assert build_config("lrep", "8/72", 1337, "paper").method_cfg.dae_channels_last is True  # GPU presets
 
 
 def test_method_context_sets_the_speed_switches(tiny_data):
@@ -488,7 +502,6 @@ def test_method_context_sets_the_speed_switches(tiny_data):
     trainer = Trainer(amp, tiny_data, progress=False)
     ctx = trainer.context()
     assert ctx.autocast is False  # train.amp is bf16 autocast on CUDA only: on the CPU the DAE trains in fp32
-    assert ctx.channels_last is amp.train.channels_last is True  # the default
     ids = (trainer.labeled_ids, trainer.unlabeled_ids)
     cuda = torch.device("cuda")  # only named: nothing runs on it
     assert method_context(amp, trainer.dataset, *ids, cuda).autocast is True
@@ -496,7 +509,6 @@ def test_method_context_sets_the_speed_switches(tiny_data):
         "lrep", "3/5", 1, "smoke", {"train.amp": False, "train.channels_last": False}, str(tiny_data)
     )
     assert method_context(fp32, trainer.dataset, *ids, cuda).autocast is False
-    assert method_context(fp32, trainer.dataset, *ids, cuda).channels_last is False
 
 
 def test_prepare_assets_passes_the_speed_switches_to_train_dae(monkeypatch):
@@ -510,6 +522,6 @@ def test_prepare_assets_passes_the_speed_switches_to_train_dae(monkeypatch):
     ctx = MethodContext(
         n_filters=2, patch=PATCH, labeled_ids=("a",), labeled_masks=tiny_masks, cache=MemoryCache()
     )
-    LabelingRepresentation.prepare_assets(LRepConfig(), replace(ctx, channels_last=True, autocast=True))
+    LabelingRepresentation.prepare_assets(LRepConfig(dae_channels_last=True), replace(ctx, autocast=True))
     LabelingRepresentation.prepare_assets(LRepConfig(), ctx)
     assert [(c["channels_last"], c["autocast"]) for c in calls] == [(True, True), (False, False)]

@@ -144,7 +144,6 @@ def method_context(
         n_unlabeled=len(unlabeled_ids),
         rampup=cfg.train.rampup,
         rampup_length=cfg.train.rampup_length,
-        channels_last=cfg.train.channels_last,
         autocast=cfg.train.amp and device.type == "cuda",  # as `Trainer.autocast`
         dataset_id=str(dataset.root),
         labeled_ids=labeled,

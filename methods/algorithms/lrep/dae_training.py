@@ -38,11 +38,12 @@ foreground classes of each class's Dice. Two classes are exactly the binary DAE.
 Speed switches (the run's, from its `MethodContext`), as the main training loop has them. `channels_last` trains
 and measures the DAE with its weights in the channels-last 3D layout (NDHWC, the layout oneDNN's and cuDNN's fast
 3D kernels prefer; the activations follow the weights, and the 1-channel input batches are in both layouts at
-once). It changes only the floating-point rounding, as the thread count does, so the cached DAE's key leaves it
-out (on the CPU somewhat more than the thread count: torch 2.13's channels-last BatchNorm3d is accurate to 1e-5 to
-1e-4 relative at these sizes, the standard one to 1e-7). `autocast` runs the forward passes under bf16 autocast
+once). It changes only the floating-point rounding (on the CPU more than the thread count does: torch 2.13's
+channels-last BatchNorm3d is accurate to 1e-5 to 1e-4 relative at these sizes, the standard one to 1e-7), but
+that gives another DAE, so lrep makes it a setting of its own (`dae_channels_last`, off by default so that earlier
+runs keep their numbers) and names it in the DAE's key. `autocast` runs the forward passes under bf16 autocast
 (the trainer sets it with `train.amp` on a CUDA device only), the loss in float32; bf16 changes the numbers
-materially, so lrep names it in the key (`dae_key`).
+materially, so lrep names it in the key too (`dae_key`).
 
 Batches are a pure function of (seed, step), as in `datasets.batches`, so loader workers may build them in any
 order. The global torch RNG is forked: training a DAE (or loading it from a cache instead) never changes the
