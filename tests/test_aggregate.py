@@ -478,3 +478,33 @@ def test_learning_curves_plot_mean_over_seeds_and_skip_without_curves(results, t
     assert not made.skipped and (tmp_path / "learning_curves.png").stat().st_size > 10_000
     bare = figures.learning_curves(logs.drop(columns=["test_dice_curve"]), summary, tmp_path / "none")
     assert bare.skipped and "train.curve_every" in bare.skipped and not (tmp_path / "none").exists()
+
+
+def test_a_table_row_matches_runs_of_a_preset_that_sets_the_methods_keys_and_runs_older_than_a_setting():
+    """la-half sets lrep.dae_pose=canonical: its lrep runs are the row's own configuration under that preset.
+    A run made before lrep.dae_channels_last existed has no such key: it held the value every run had then."""
+    import pandas as pd
+
+    from sslbench.benchmark.config import build_config
+    from sslbench.benchmark.reporting.tables.build import match_groups
+    from sslbench.benchmark.reporting.tables.specs import RowSpec
+    from sslbench.benchmark.runs.folder import flatten_config
+
+    row = RowSpec("Ours", ("lrep",), "8/72")
+    old = build_config("lrep", "8/72", 1337, "la-half").to_dict()
+    del old["lrep"]["dae_channels_last"]  # as in a config.json written before the setting
+    assert flatten_config(old)["lrep.dae_channels_last"] is False
+    other = build_config("lrep", "8/72", 1337, "la-half", {"lrep.beta": "2"}).to_dict()
+    summary = pd.DataFrame(
+        [
+            {"method": "lrep", "split": "8/72", "preset": "la-half", "settings": flatten_config(old), "n_done": 3,
+             "n_failed": 0},
+            {"method": "lrep", "split": "8/72", "preset": "la-half", "settings": flatten_config(other),
+             "n_done": 3, "n_failed": 0},
+        ]
+    )  # fmt: skip
+    group, note = match_groups(row, "lrep", summary)
+    assert group is not None and group["settings"]["lrep.beta"] == 1.0 and note == ""
+    # under another preset the same runs are not the row's configuration (quick keeps the paper's DAE pose)
+    group, note = match_groups(row, "lrep", summary.assign(preset="quick"))
+    assert group is None and "dae_pose=canonical" in note

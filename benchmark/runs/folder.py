@@ -74,11 +74,18 @@ def read_json_object(path: Path) -> dict | None:
 
 def flatten_config(config: dict) -> dict[str, Any]:
     """`section.key` -> value for the data/train/eval sections and the method's own section."""
+    from sslbench.benchmark.config import ADDED_FIELDS
+
     flat: dict[str, Any] = {}
     method = config.get("method")
     for section in (*CONFIG_SECTIONS, method):
         for key, value in (config.get(section) or {}).items():
             flat[f"{section}.{key}"] = tuple(value) if isinstance(value, list) else value
+    # A setting added after a run was made had, in that run, the value every earlier run had.
+    for dotted, legacy in ADDED_FIELDS.items():
+        section = dotted.partition(".")[0]
+        if section in (*CONFIG_SECTIONS, method) and section in config:
+            flat.setdefault(dotted, legacy)
     return flat
 
 

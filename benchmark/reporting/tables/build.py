@@ -58,10 +58,18 @@ def _same(a: Any, b: Any) -> bool:
 
 def match_groups(row: RowSpec, method: str, summary: pd.DataFrame) -> tuple[pd.Series | None, str]:
     """The experiment (a summary row) that a table row shows, and a note when the match is not exact."""
-    expected = expected_method_config(row, method)
     candidates = summary[(summary["method"] == method) & (summary["split"] == row.split)]
     if candidates.empty:
         return None, ""
+    # What the row means under each experiment's own preset (a preset may set the method's keys: la-half's
+    # lrep.dae_pose, the paper preset's lrep.dae_iterations).
+    by_preset: dict[str, dict[str, Any]] = {}
+
+    def expected(i) -> dict[str, Any]:
+        preset = str(candidates.at[i, "preset"]) if "preset" in candidates else "smoke"
+        if preset not in by_preset:
+            by_preset[preset] = expected_method_config(row, method, preset)
+        return by_preset[preset]
 
     def section(settings: dict) -> dict:
         return {k: v for k, v in settings.items() if k.startswith(f"{method}.")}
@@ -69,21 +77,23 @@ def match_groups(row: RowSpec, method: str, summary: pd.DataFrame) -> tuple[pd.S
     exact = [
         i
         for i, s in candidates["settings"].items()
-        if section(s).keys() == expected.keys() and all(_same(s[k], expected[k]) for k in expected)
+        if section(s).keys() == expected(i).keys() and all(_same(s[k], v) for k, v in expected(i).items())
     ]
     pinned = [f"{method}.{k.partition('.')[2]}" for k in row.sets] + [f"{method}.variant"]
-    pinned = [k for k in pinned if k in expected]
     loose = [
-        i for i, s in candidates["settings"].items() if all(_same(s.get(k), expected[k]) for k in pinned)
+        i
+        for i, s in candidates["settings"].items()
+        if all(_same(s.get(k), expected(i)[k]) for k in pinned if k in expected(i))
     ]
     if not exact:
         if not loose:
             return None, ""
-        other = candidates.loc[loose].iloc[0]
+        first = loose[0]
+        other = candidates.loc[first]
         differ = [
             f"{k.partition('.')[2]}={other['settings'].get(k)}"
-            for k in expected
-            if not _same(other["settings"].get(k), expected[k])
+            for k, v in expected(first).items()
+            if not _same(other["settings"].get(k), v)
         ]
         return None, (
             f"not shown: {len(loose)} experiment(s) with other settings ({', '.join(differ)}), which change the "

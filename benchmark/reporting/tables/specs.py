@@ -227,9 +227,10 @@ def _row_sets(row: RowSpec, method: str, sets: dict[str, str]) -> dict[str, str]
     return {**out, **pinned}
 
 
-def expected_method_config(row: RowSpec, method: str) -> dict[str, Any]:
-    """`method.key` -> value of the row's method section (its defaults plus the row's pinned keys)."""
-    cfg = build_config(method, row.split, preset="smoke", sets=_row_sets(row, method, {}))
+def expected_method_config(row: RowSpec, method: str, preset: str = "smoke") -> dict[str, Any]:
+    """`method.key` -> value of the row's method section under `preset` (the method's defaults, the preset's keys
+    for it, e.g. la-half's `lrep.dae_pose`, and the row's pinned keys)."""
+    cfg = build_config(method, row.split, preset=preset, sets=_row_sets(row, method, {}))
     return {f"{method}.{k}": v for k, v in cfg.to_dict()[method].items()}
 
 
